@@ -1,0 +1,267 @@
+"""Typed run configuration: dataclass defaults, YAML presets, dotted CLI overrides.
+
+A preset holds only what differs from the defaults below, so a reader sees at a
+glance what a recipe changes. Every key is checked against the dataclasses:
+an unknown or mistyped key is an error naming the key and the file it came
+from, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message says which and why."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "market1501"
+    root: str = "data"
+    height: int = 256
+    width: int = 128
+    workers: int = 4
+    # Identities held out of the (labelled) training split to pick `best.pth`
+    # without looking at the test set; 0 = no validation split.
+    holdout_ids: int = 0
+    # Decode the training images once and keep them in memory (small sets only).
+    cache_images: bool = False
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "resnet50"
+    # "imagenet" (torchvision download / cache), "none" (random init) or a file path.
+    pretrained: str = "imagenet"
+    pooling: str = "avg"
+    last_stride: int = 1
+
+
+@dataclass
+class ClusterConfig:
+    k1: int = 30
+    k2: int = 6
+    eps: float = 0.6
+    min_samples: int = 4
+    # "paper" (re-ranking paper's sets) or "cluster_contrast" (reference code's off-by-one).
+    jaccard_variant: str = "paper"
+
+
+@dataclass
+class ClusterContrastConfig:
+    # "momentum" (every instance, in batch order) or "hard" (least similar instance per cluster).
+    memory_update: str = "momentum"
+    # Weight of the OLD bank row: M <- m*M + (1-m)*x (reference convention, m = 0.1).
+    momentum: float = 0.1
+    temperature: float = 0.05
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    iters: int = 200
+    batch_size: int = 256
+    num_instances: int = 16
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    step_size: int = 20
+    gamma: float = 0.1
+    seed: int = 1
+    device: str = "auto"
+    # Train on the true identities instead of pseudo labels (an upper bound).
+    ground_truth: bool = False
+    extract_batch_size: int = 128
+    threads: int = 0  # 0 = leave torch's default
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10
+    # "val" (held-out identities, see data.holdout_ids), "test" (the reference
+    # code's habit: leaks test labels into model selection) or "none".
+    select_best_on: str = "val"
+    # Evaluate the untrained model before epoch 1 (the demo's "before" figure).
+    at_start: bool = False
+    batch_size: int = 128
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    out_dir: str = "runs"
+    method: str = "cluster_contrast"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    cluster_contrast: ClusterContrastConfig = field(default_factory=ClusterContrastConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> Config:
+        t, c = self.train, self.cluster
+        checks = [
+            (
+                "train.batch_size",
+                t.batch_size % t.num_instances == 0,
+                f"must be a multiple of train.num_instances ({t.num_instances})",
+            ),
+            ("train.epochs", t.epochs >= 1, "must be >= 1"),
+            ("train.iters", t.iters >= 1, "must be >= 1"),
+            ("eval.every", self.eval.every >= 1, "must be >= 1"),
+            (
+                "eval.select_best_on",
+                self.eval.select_best_on in ("val", "test", "none"),
+                "must be one of val, test, none",
+            ),
+            (
+                "cluster.jaccard_variant",
+                c.jaccard_variant in ("paper", "cluster_contrast"),
+                "must be 'paper' or 'cluster_contrast'",
+            ),
+            ("cluster.eps", c.eps > 0, "must be > 0"),
+            ("data.holdout_ids", self.data.holdout_ids >= 0, "must be >= 0"),
+        ]
+        for key, ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{key} {message} (got {get_dotted(self, key)!r})")
+        return self
+
+
+def get_dotted(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(node) or part not in _field_types(type(node)):
+            raise ConfigError(f"unknown config key {key!r}")
+        node = getattr(node, part)
+    return node
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, typ: Any, key: str, origin: str) -> Any:
+    """Check a YAML value against the field's type; ints widen to floats, nothing else."""
+    if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+        options = typing.get_args(typ)
+        if value is None and type(None) in options:
+            return None
+        typ = next(t for t in options if t is not type(None))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if typ in (int, float, str, bool) and (
+        not isinstance(value, typ) or (typ is int and isinstance(value, bool))
+    ):
+        raise ConfigError(
+            f"{origin}: {key} expects {typ.__name__}, got {value!r} ({type(value).__name__})"
+        )
+    return value
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any], origin: str, prefix: str = "") -> None:
+    """Merge a nested dict into the dataclass tree, rejecting unknown keys."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{origin}: expected a mapping at {prefix or 'top level'}")
+    fields = _field_types(type(cfg))
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            valid = ", ".join(sorted(fields))
+            raise ConfigError(f"{origin}: unknown config key {dotted!r} (valid here: {valid})")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            apply_overrides(current, value, origin, prefix=f"{dotted}.")
+        else:
+            setattr(cfg, key, _coerce(value, fields[key], dotted, origin))
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A path to a YAML file, or a preset name such as `demo` or `cluster_contrast/market1501`."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    candidate = PRESET_DIR / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    raise ConfigError(
+        f"no config file or preset named {name_or_path!r}; presets: {', '.join(list_presets())}"
+    )
+
+
+def list_presets() -> list[str]:
+    return sorted(
+        str(p.relative_to(PRESET_DIR).with_suffix("")) for p in PRESET_DIR.rglob("*.yaml")
+    )
+
+
+def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:
+    """The chain of override dicts, base first; `base:` names another preset or file."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: circular `base:` chain")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    chain: list[tuple[dict, str]] = []
+    base = data.pop("base", None)
+    if base is not None:
+        base_path = path.parent / base if (path.parent / base).is_file() else resolve_preset(base)
+        chain += _load_yaml(base_path, seen + (path.resolve(),))
+    chain.append((data, str(path)))
+    return chain
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw != "" else ""
+
+
+def dotted_to_nested(key: str, value: Any) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    node = nested
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return nested
+
+
+def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    cfg = Config()
+    if preset:
+        for data, origin in _load_yaml(resolve_preset(preset)):
+            apply_overrides(cfg, data, origin)
+    for text in overrides:
+        key, value = parse_override(text)
+        apply_overrides(cfg, dotted_to_nested(key, value), "command line")
+    return cfg.validate()
+
+
+def config_from_dict(data: dict[str, Any], origin: str = "checkpoint") -> Config:
+    cfg = Config()
+    apply_overrides(cfg, data, origin)
+    return cfg.validate()
+
+
+def dump_config(cfg: Config, path: str | Path) -> None:
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)

@@ -1,0 +1,59 @@
+"""The value types every loader returns and every consumer reads.
+
+Loaders turn a folder layout into lists of `Sample`; nothing downstream looks at
+file names again, so dataset quirks stay in `datasets.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image: where it is, which camera took it, and (if known) who it shows.
+
+    `camera` is 0-based. `pid` is the dataset's own identity number (not
+    relabelled); `None` for unlabeled data. `pid == 0` on Market-style test sets
+    marks a distractor, which stays in the gallery and never matches.
+    """
+
+    path: str
+    camera: int
+    pid: int | None = None
+    frame: int | None = None
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder does not have the layout its loader expects."""
+
+
+@dataclass
+class ReidDataset:
+    """Train / query / gallery lists. Unlabeled custom data has only `train`."""
+
+    name: str
+    root: str
+    train: list[Sample]
+    query: list[Sample] = field(default_factory=list)
+    gallery: list[Sample] = field(default_factory=list)
+
+    @property
+    def has_test_split(self) -> bool:
+        return bool(self.query) and bool(self.gallery)
+
+    @property
+    def train_is_labelled(self) -> bool:
+        return bool(self.train) and all(s.pid is not None for s in self.train)
+
+    def summary(self) -> str:
+        def line(name: str, samples: list[Sample]) -> str:
+            pids = {s.pid for s in samples if s.pid is not None}
+            cams = {s.camera for s in samples}
+            ids = f"{len(pids):6d} ids" if pids else "   unlabeled"
+            return f"  {name:8s} {len(samples):8d} images {ids} {len(cams):4d} cameras"
+
+        rows = [f"{self.name} ({self.root})", line("train", self.train)]
+        if self.has_test_split:
+            rows += [line("query", self.query), line("gallery", self.gallery)]
+        return "\n".join(rows)

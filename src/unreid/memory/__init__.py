@@ -1,0 +1,17 @@
+"""Feature memories: buffers read by the losses and updated explicitly after each step."""
+
+from unreid.memory.cluster_memory import (
+    ClusterMemory,
+    HardClusterMemory,
+    MeanClusterMemory,
+    MomentumClusterMemory,
+    build_cluster_memory,
+)
+
+__all__ = [
+    "ClusterMemory",
+    "HardClusterMemory",
+    "MeanClusterMemory",
+    "MomentumClusterMemory",
+    "build_cluster_memory",
+]

@@ -1,0 +1,70 @@
+"""What a method plugs into the training loop, and the registry that names them.
+
+A method owns its memories and any extra trainable modules; it never touches
+the optimizer, the loader or the device placement (the engine does). The
+engine calls, per epoch: `start_epoch` (after clustering), then per batch
+`losses` → optimizer step → `update_memories` (explicit, under no_grad).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from unreid.config import Config
+from unreid.pseudo_labels import PseudoLabels
+
+
+@dataclass
+class Batch:
+    """One P×K mini-batch: embeddings and what the epoch knows about each image."""
+
+    features: torch.Tensor  # (B, D) model output, L2-normalised, with grad
+    targets: torch.Tensor  # (B,) pseudo label (cluster id, 0..C-1)
+    cameras: torch.Tensor  # (B,) camera id
+    indexes: torch.Tensor  # (B,) index into the epoch's training samples
+
+
+class Method(nn.Module):
+    """Base class: `nn.Module` so extra trainable parts and memories move and save together."""
+
+    name = "base"
+
+    def start_epoch(
+        self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
+    ) -> None:
+        """Rebuild memories from this epoch's features (N, D) and pseudo labels."""
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def update_memories(self, batch: Batch) -> None:
+        """Called after the optimizer step with detached features."""
+
+    def describe(self) -> str:
+        return self.name
+
+
+METHODS: dict[str, Callable[[Config, int], Method]] = {}
+
+
+def register_method(name: str) -> Callable:
+    def wrap(factory: Callable[[Config, int], Method]) -> Callable[[Config, int], Method]:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} registered twice")
+        METHODS[name] = factory
+        return factory
+
+    return wrap
+
+
+def build_method(cfg: Config, feature_dim: int) -> Method:
+    import unreid.methods  # noqa: F401  (registers the built-in methods)
+
+    if cfg.method not in METHODS:
+        raise ValueError(f"method={cfg.method!r}; available: {', '.join(sorted(METHODS))}")
+    return METHODS[cfg.method](cfg, feature_dim)

@@ -1,0 +1,70 @@
+"""The re-ID embedding network: ResNet trunk, last stride 1, global pooling, BN neck, L2 norm.
+
+Last stride 1 doubles the final feature map (16×8 for 256×128 input), which
+every reference recipe uses. The BatchNorm neck has a frozen bias, as in the
+reference code, and the output is L2-normalised in training and evaluation so
+memory banks and retrieval see the same unit vectors.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18, resnet50
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from unreid.config import ModelConfig
+from unreid.models.pooling import build_pooling
+from unreid.models.weights import imagenet_state_dict, load_backbone_weights, read_state_dict
+
+ARCHS = {"resnet18": (resnet18, 512), "resnet50": (resnet50, 2048)}
+
+
+def set_last_stride(net: ResNet, stride: int) -> None:
+    """Where the stride lives differs: conv2 in a Bottleneck, conv1 in a BasicBlock."""
+    block = net.layer4[0]
+    if isinstance(block, Bottleneck):
+        block.conv2.stride = (stride, stride)
+    elif isinstance(block, BasicBlock):
+        block.conv1.stride = (stride, stride)
+    else:  # pragma: no cover - only torchvision ResNets are built here
+        raise TypeError(f"unsupported block type {type(block).__name__}")
+    if block.downsample is not None:
+        block.downsample[0].stride = (stride, stride)
+
+
+class ReidModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.arch not in ARCHS:
+            raise ValueError(f"model.arch={cfg.arch!r}; available: {', '.join(ARCHS)}")
+        if cfg.last_stride not in (1, 2):
+            raise ValueError(f"model.last_stride must be 1 or 2, got {cfg.last_stride}")
+        factory, dim = ARCHS[cfg.arch]
+        self.backbone = factory(weights=None)
+        if cfg.pretrained == "imagenet":
+            load_backbone_weights(self.backbone, imagenet_state_dict(cfg.arch), "imagenet")
+        elif cfg.pretrained != "none":
+            load_backbone_weights(self.backbone, read_state_dict(cfg.pretrained), cfg.pretrained)
+        set_last_stride(self.backbone, cfg.last_stride)
+        self.backbone.fc = nn.Identity()
+        self.pool = build_pooling(cfg.pooling)
+        self.neck = nn.BatchNorm1d(dim)
+        nn.init.ones_(self.neck.weight)
+        nn.init.zeros_(self.neck.bias)
+        self.neck.bias.requires_grad_(False)
+        self.feature_dim = dim
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.backbone
+        x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
+        return b.layer4(b.layer3(b.layer2(b.layer1(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(self.feature_map(x)).flatten(1)
+        return F.normalize(self.neck(pooled), dim=1)
+
+
+def build_model(cfg: ModelConfig) -> ReidModel:
+    return ReidModel(cfg)

@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from unreid.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    dump_config,
+    list_presets,
+    load_config,
+)
+
+
+def test_defaults_validate():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    assert cfg.train.batch_size == 256 and cfg.cluster.k1 == 30
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_every_preset_loads(preset):
+    cfg = load_config(preset)
+    assert cfg.method == "cluster_contrast"
+
+
+def test_reference_presets_carry_readme_settings():
+    market = load_config("cluster_contrast/market1501")
+    msmt = load_config("cluster_contrast/msmt17")
+    assert (market.train.batch_size, market.train.num_instances) == (256, 16)
+    assert (market.cluster.eps, market.cluster_contrast.momentum) == (0.6, 0.1)
+    assert market.cluster_contrast.temperature == 0.05
+    assert (market.train.epochs, market.train.iters) == (50, 200)
+    assert msmt.train.iters == 400 and msmt.data.dataset == "msmt17"
+    # base chain: msmt17 inherits everything else from market1501
+    assert msmt.cluster.eps == 0.6 and msmt.model.arch == "resnet50"
+
+
+def test_dotted_overrides_and_int_widening():
+    cfg = load_config("demo", ["train.epochs=3", "cluster.eps=1", "model.arch=resnet50"])
+    assert cfg.train.epochs == 3
+    assert cfg.cluster.eps == 1.0 and isinstance(cfg.cluster.eps, float)
+    assert cfg.model.arch == "resnet50"
+
+
+def test_unknown_key_names_the_key_and_origin(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"train\.epoch'.*valid here"):
+        load_config(None, ["train.epoch=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cluster:\n  epsilon: 0.5\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*cluster\.epsilon"):
+        load_config(str(bad))
+
+
+def test_wrong_types_rejected():
+    with pytest.raises(ConfigError, match="train.epochs expects int"):
+        load_config(None, ["train.epochs=2.5"])
+    with pytest.raises(ConfigError, match="expects bool"):
+        load_config(None, ["train.ground_truth=maybe"])
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(None, ["train=3"])
+
+
+def test_cross_field_validation():
+    with pytest.raises(ConfigError, match="multiple of train.num_instances"):
+        load_config(None, ["train.batch_size=100", "train.num_instances=16"])
+    with pytest.raises(ConfigError, match="select_best_on"):
+        load_config(None, ["eval.select_best_on=best"])
+
+
+def test_missing_preset_lists_presets():
+    with pytest.raises(ConfigError, match="demo"):
+        load_config("no_such_preset")
+
+
+def test_round_trip_through_yaml(tmp_path: Path):
+    cfg = load_config("demo", ["train.epochs=2"])
+    dump_config(cfg, tmp_path / "c.yaml")
+    again = load_config(str(tmp_path / "c.yaml"))
+    assert again == cfg
+    assert config_from_dict(cfg.to_dict()) == cfg
