@@ -202,7 +202,6 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
         load_matching(method, ckpt["method"], resume)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"])
         state = RunState(**ckpt["state"])
         log.info("resumed from %s at epoch %d", resume, state.epoch)
 
@@ -221,6 +220,9 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
     test_m = val_m = None
     for epoch in range(state.epoch, cfg.train.epochs):
         started = time.time()
+        # Reseed per epoch: a resumed run replays exactly what an uninterrupted one does,
+        # whatever evaluation or other RNG consumers ran before.
+        seed_everything(cfg.train.seed * 1000 + epoch)
         # 1. features of every training image, in dataset order
         features = extract_features(
             model,
@@ -250,15 +252,16 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
             cfg.train.num_instances,
             cfg.train.batch_size,
             cfg.train.iters,
-            seed=cfg.train.seed * 1000 + epoch,
+            seed=cfg.train.seed,
         )
+        sampler.set_epoch(epoch)
         loader = DataLoader(
             train_set,
             batch_sampler=sampler,
             num_workers=cfg.data.workers,
             pin_memory=device.type == "cuda",
         )
-        target_of = torch.as_tensor(labels.labels, dtype=torch.long)
+        target_of = torch.tensor(labels.labels, dtype=torch.long)
         losses = train_one_epoch(
             model,
             method,
