@@ -13,8 +13,8 @@ from unreid.config import load_config
 from unreid.engine import make_pseudo_labels, train
 
 TINY_RUN = [
-    "data.height=64",
-    "data.width=32",
+    "data.height=96",
+    "data.width=48",
     "data.workers=0",
     "data.holdout_ids=2",
     "cluster.k1=10",
@@ -32,15 +32,15 @@ def tiny_config(root: Path, out: Path, *extra: str):
 
 @pytest.mark.slow
 def test_unsupervised_training_raises_map(tiny_synthetic, tmp_path):
-    cfg = tiny_config(tiny_synthetic, tmp_path, "train.epochs=4", "train.iters=12", "eval.every=4")
+    cfg = tiny_config(tiny_synthetic, tmp_path, "train.epochs=6", "train.iters=10", "eval.every=6")
     summary = train(cfg, progress=False)
     records = [
         json.loads(x) for x in (Path(summary["run_dir"]) / "log.jsonl").read_text().split("\n") if x
     ]
     before = records[0]["test"]["mAP"]
     after = summary["final_test"]["mAP"]
-    assert records[0]["epoch"] == 0 and len(records) == 5
-    assert after > before + 0.05, (before, after)
+    assert records[0]["epoch"] == 0 and len(records) == 7
+    assert after > before + 0.08, (before, after)  # measured: +14 to +30 points over 3 seeds
     assert all(r["clusters"] >= 2 for r in records[1:])
     assert "pseudo_label_quality" in records[-1] and "val" in records[-1]
     assert (Path(summary["run_dir"]) / "best.pth").is_file()

@@ -137,7 +137,7 @@ def _print_metrics(title: str, m: Any) -> None:
 # --------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from unreid.data.datasets import load_dataset
-    from unreid.data.synthetic import SynthConfig, generate_synthetic
+    from unreid.data.synthetic import SynthConfig, generate_synthetic, is_generated
     from unreid.engine import train
 
     started = time.time()
@@ -148,8 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.data
         else cache_dir() / f"synthetic-demo-ids{args.ids}-seed{args.seed}"
     )
-    marker = data_dir / "synthetic.json"
-    if not (marker.is_file() and json.loads(marker.read_text()).get("complete")):
+    if not is_generated(data_dir, synth):
         log.info("generating the synthetic dataset in %s", data_dir)
         generate_synthetic(data_dir, synth, progress=not args.no_progress)
     else:
@@ -184,7 +183,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "config": cfg.to_dict(),
     }
     (out / "summary.json").write_text(json.dumps(result, indent=2))
-    print(f"\noutputs in {out}: last.pth, config.yaml, log.jsonl, summary.json ({elapsed:.0f}s)")
+    files = ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()))
+    print(f"\noutputs in {out}: {files} ({elapsed:.0f}s)")
     return 0
 
 

@@ -180,6 +180,10 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, run_dir / "config.yaml")
     run_log = RunLog(run_dir / "log.jsonl")
+    if not resume and run_log.path.exists():
+        log.warning("%s already holds a run: starting afresh over it", run_dir)
+        run_log.path.unlink()
+        (run_dir / "best.pth").unlink(missing_ok=True)
 
     dataset = load_dataset(cfg.data.dataset, cfg.data.root)
     log.info("%s", dataset.summary())
