@@ -21,7 +21,8 @@ def test_defaults_validate():
 @pytest.mark.parametrize("preset", list_presets())
 def test_every_preset_loads(preset):
     cfg = load_config(preset)
-    assert cfg.method == "cluster_contrast"
+    expected = preset.split("/")[0] if "/" in preset else "cluster_contrast"
+    assert cfg.method == expected
 
 
 def test_reference_presets_carry_readme_settings():
@@ -79,3 +80,13 @@ def test_round_trip_through_yaml(tmp_path: Path):
     again = load_config(str(tmp_path / "c.yaml"))
     assert again == cfg
     assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_hhcl_presets_follow_the_paper_and_name_the_released_differences():
+    market = load_config("hhcl/market1501")
+    assert market.method == "hhcl" and market.cluster.eps == 0.45
+    assert (market.train.epochs, market.train.step_size, market.hhcl.mu) == (50, 20, 0.5)
+    assert load_config("hhcl/msmt17").cluster.eps == 0.7
+    assert load_config("hhcl/msmt17").train.iters == 300
+    released = load_config("hhcl/market1501_released")
+    assert (released.hhcl.form, released.train.epochs) == ("released", 60)

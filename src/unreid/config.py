@@ -68,6 +68,20 @@ class ClusterContrastConfig:
 
 
 @dataclass
+class HHCLConfig:
+    # L = mu * L_cls + (1 - mu) * L_ins (Eq. 2); any mu in [0, 1].
+    mu: float = 0.5
+    # "paper": centroid memory (batch-mean update, Eq. 4) + (C, K, D) hard instance memory.
+    # "released": the authors' code (CMhybrid): hard + mean centroids, 0.5/0.25 weights.
+    form: str = "paper"
+    momentum: float = 0.1
+    temperature: float = 0.05
+    instance_temperature: float = 0.05
+    slots: int = 0  # instance slots per cluster; 0 = train.num_instances
+    label_smoothing: float = 0.0
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 50
     iters: int = 200
@@ -105,6 +119,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     cluster_contrast: ClusterContrastConfig = field(default_factory=ClusterContrastConfig)
+    hhcl: HHCLConfig = field(default_factory=HHCLConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
