@@ -79,3 +79,17 @@ def test_unlabeled_data_refuses_ground_truth_mode(tmp_path):
     cfg = load_config("demo", ["train.ground_truth=true"])
     with pytest.raises(ValueError, match="ground_truth"):
         make_pseudo_labels(cfg, torch.zeros(2, 4), [Sample("a.jpg", 0), Sample("b.jpg", 1)])
+
+
+def test_infomap_clusterer_is_wired(tmp_path):
+    from unreid.data.samples import Sample
+
+    cfg = load_config("cluster_contrast/market1501_infomap")
+    g = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(4, 16, generator=g), dim=1)
+    feats = centres.repeat_interleave(8, 0) + 0.05 * torch.randn(32, 16, generator=g)
+    feats = torch.nn.functional.normalize(feats, dim=1)
+    samples = [Sample(f"{i}.jpg", 0, i // 8) for i in range(32)]
+    labels = make_pseudo_labels(cfg, feats, samples)
+    assert labels.num_clusters == 4 and labels.num_outliers == 0
+    assert labels.quality([s.pid for s in samples])["ari"] == pytest.approx(1.0)

@@ -49,12 +49,19 @@ class ModelConfig:
 
 @dataclass
 class ClusterConfig:
+    # "dbscan" on the k-reciprocal Jaccard distance, or "infomap" on a kNN similarity graph.
+    method: str = "dbscan"
     k1: int = 30
     k2: int = 6
     eps: float = 0.6
     min_samples: int = 4
     # "paper" (re-ranking paper's sets) or "cluster_contrast" (reference code's off-by-one).
     jaccard_variant: str = "paper"
+    # InfoMap (Cluster Contrast README recipe): kNN k (self included), edge similarity
+    # threshold, and the smallest cluster kept (clusters of <= 4 images become outliers).
+    infomap_k: int = 15
+    infomap_min_sim: float = 0.5
+    infomap_min_size: int = 5
 
 
 @dataclass
@@ -148,6 +155,7 @@ class Config:
                 "must be 'paper' or 'cluster_contrast'",
             ),
             ("cluster.eps", c.eps > 0, "must be > 0"),
+            ("cluster.method", c.method in ("dbscan", "infomap"), "must be 'dbscan' or 'infomap'"),
             ("data.holdout_ids", self.data.holdout_ids >= 0, "must be >= 0"),
         ]
         for key, ok, message in checks:

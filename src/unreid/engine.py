@@ -34,6 +34,7 @@ from unreid.features import extract_features
 from unreid.methods import Batch, Method, build_method
 from unreid.models.reid_model import ReidModel, build_model
 from unreid.pseudo_labels import PseudoLabels, cluster_features
+from unreid.pseudo_labels.infomap_clustering import infomap_labels
 
 log = logging.getLogger("unreid")
 
@@ -97,6 +98,16 @@ def make_pseudo_labels(cfg: Config, features: torch.Tensor, samples: list[Sample
         _, ids = np.unique([s.pid for s in samples], return_inverse=True)
         return PseudoLabels(ids.astype(np.int64))
     c = cfg.cluster
+    if c.method == "infomap":
+        return PseudoLabels(
+            infomap_labels(
+                features,
+                k=c.infomap_k,
+                min_sim=c.infomap_min_sim,
+                min_cluster_size=c.infomap_min_size,
+                seed=cfg.train.seed,
+            )
+        )
     return cluster_features(
         features,
         k1=c.k1,
