@@ -93,3 +93,29 @@ def test_infomap_clusterer_is_wired(tmp_path):
     labels = make_pseudo_labels(cfg, feats, samples)
     assert labels.num_clusters == 4 and labels.num_outliers == 0
     assert labels.quality([s.pid for s in samples])["ari"] == pytest.approx(1.0)
+
+
+def test_trains_on_unlabeled_camera_folders(tiny_synthetic, tmp_path):
+    import shutil
+
+    from unreid.data.datasets import load_dataset
+
+    root = tmp_path / "footage"
+    for s in load_dataset("synthetic", tiny_synthetic).train:
+        cam_dir = root / f"cam{s.camera + 1}"
+        cam_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(s.path, cam_dir / f"{Path(s.path).stem}_x.jpg")  # pid stays hidden
+    cfg = tiny_config(
+        tmp_path,
+        tmp_path / "runs",
+        "data.dataset=folder",
+        f"data.root={root}",
+        "data.holdout_ids=0",
+        "train.epochs=1",
+        "train.iters=2",
+        "eval.select_best_on=none",
+    )
+    summary = train(cfg, progress=False)
+    record = json.loads((Path(summary["run_dir"]) / "log.jsonl").read_text().splitlines()[-1])
+    assert summary["final_test"] is None and "pseudo_label_quality" not in record
+    assert record["clusters"] >= 1 and (Path(summary["run_dir"]) / "last.pth").is_file()
