@@ -119,3 +119,21 @@ def test_trains_on_unlabeled_camera_folders(tiny_synthetic, tmp_path):
     record = json.loads((Path(summary["run_dir"]) / "log.jsonl").read_text().splitlines()[-1])
     assert summary["final_test"] is None and "pseudo_label_quality" not in record
     assert record["clusters"] >= 1 and (Path(summary["run_dir"]) / "last.pth").is_file()
+
+
+def test_rerank_switch_reaches_the_evaluator(monkeypatch):
+    from unreid import engine
+    from unreid.data.samples import Sample
+
+    seen = {}
+
+    def fake(*args, rerank=False, **kwargs):
+        seen["rerank"] = rerank
+        return "metrics"
+
+    monkeypatch.setattr(engine, "evaluate_features", fake)
+    q, g = [Sample("q.jpg", 0, 1)], [Sample("g.jpg", 1, 1)]
+    assert (
+        engine.evaluate_samples(torch.ones(1, 2), torch.ones(1, 2), q, g, rerank=True) == "metrics"
+    )
+    assert seen["rerank"] is True

@@ -114,6 +114,8 @@ class EvalConfig:
     select_best_on: str = "val"
     # Evaluate the untrained model before epoch 1 (the demo's "before" figure).
     at_start: bool = False
+    # k-reciprocal re-ranking at test time (k1=20, k2=6, lambda=0.3, Zhong et al.).
+    rerank: bool = False
     batch_size: int = 128
 
 

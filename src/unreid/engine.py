@@ -72,7 +72,9 @@ def evaluate_model(
         desc="evaluate",
         progress=progress,
     )
-    return evaluate_samples(feats[: len(query)], feats[len(query) :], query, gallery)
+    return evaluate_samples(
+        feats[: len(query)], feats[len(query) :], query, gallery, rerank=cfg.eval.rerank
+    )
 
 
 def evaluate_samples(
@@ -80,6 +82,7 @@ def evaluate_samples(
     gf: torch.Tensor | np.ndarray,
     query: list[Sample],
     gallery: list[Sample],
+    rerank: bool = False,
 ) -> RankingMetrics:
     return evaluate_features(
         qf,
@@ -88,6 +91,7 @@ def evaluate_samples(
         np.array([s.pid for s in gallery]),
         np.array([s.camera for s in query]),
         np.array([s.camera for s in gallery]),
+        rerank=rerank,
     )
 
 

@@ -107,6 +107,17 @@ def _ids(x: Ids, name: str, length: int, what: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def average_precisions(hit_precisions: np.ndarray, n_hits: np.ndarray) -> np.ndarray:
+    """Per-query AP from the precisions at each true match, concatenated query by query.
+
+    Summing exactly these values in this order (one ``reduceat`` segment per query)
+    is shared with `unreid.evaluation_streaming`, so both evaluators give bit-identical
+    mAP rather than agreeing only up to summation order.
+    """
+    starts = np.concatenate(([0], np.cumsum(n_hits)[:-1]))
+    return np.add.reduceat(hit_precisions, starts) / n_hits
+
+
 def evaluate_ranking(
     distmat: np.ndarray | torch.Tensor,
     q_pids: Ids,
@@ -157,7 +168,7 @@ def evaluate_ranking(
         keep, hit, n_hits = keep[valid], hit[valid], n_hits[valid]
         position = np.cumsum(keep, axis=1)  # 1-based rank among kept items
         precision = np.cumsum(hit, axis=1) / np.maximum(position, 1)
-        aps.append((precision * hit).sum(axis=1) / n_hits)
+        aps.append(average_precisions(precision[hit], n_hits))
         first_hits.append(position[np.arange(hit.shape[0]), hit.argmax(axis=1)])
 
     if not aps:
@@ -186,14 +197,24 @@ def evaluate_features(
     max_rank: int = 10,
     *,
     distractor_pid: int | None = None,
+    rerank: bool = False,
 ) -> RankingMetrics:
-    """`evaluate_ranking` on squared Euclidean distances between query and gallery features."""
-    return evaluate_ranking(
-        pairwise_distance(qf, gf),
+    """`evaluate_ranking` on squared Euclidean distances between query and gallery features.
+
+    Runs `unreid.evaluation_streaming.evaluate_streaming`: the same numbers without
+    materialising the (Q, G) matrix, which for MSMT17's test split would not fit in
+    memory. ``rerank=True`` applies k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3).
+    """
+    from unreid.evaluation_streaming import evaluate_streaming  # it imports this module
+
+    return evaluate_streaming(
+        qf,
+        gf,
         q_pids,
         g_pids,
         q_cams,
         g_cams,
         max_rank,
         distractor_pid=distractor_pid,
+        rerank=rerank,
     )
