@@ -38,9 +38,9 @@ def test_reference_presets_carry_readme_settings():
 
 
 def test_dotted_overrides_and_int_widening():
-    cfg = load_config("demo", ["train.epochs=3", "cluster.eps=1", "model.arch=resnet50"])
+    cfg = load_config("demo", ["train.epochs=3", "train.lr=1", "model.arch=resnet50"])
     assert cfg.train.epochs == 3
-    assert cfg.cluster.eps == 1.0 and isinstance(cfg.cluster.eps, float)
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
     assert cfg.model.arch == "resnet50"
 
 
@@ -67,6 +67,9 @@ def test_cross_field_validation():
         load_config(None, ["train.batch_size=100", "train.num_instances=16"])
     with pytest.raises(ConfigError, match="select_best_on"):
         load_config(None, ["eval.select_best_on=best"])
+    with pytest.raises(ConfigError, match="must be < 1 with the sparse"):
+        load_config(None, ["cluster.eps=1.0"])
+    assert load_config(None, ["cluster.eps=1.0", "cluster.jaccard_impl=dense"]).cluster.eps == 1
 
 
 def test_missing_preset_lists_presets():

@@ -57,6 +57,11 @@ class ClusterConfig:
     min_samples: int = 4
     # "paper" (re-ranking paper's sets) or "cluster_contrast" (reference code's off-by-one).
     jaccard_variant: str = "paper"
+    # "sparse" (O(N·k) memory, same labels) or "dense" (the N×N reference).
+    jaccard_impl: str = "sparse"
+    # kNN for the sparse path: "torch" (exact, GPU when the features are on one),
+    # "exact" (faiss flat index) or "hnsw" (approximate, for very large N).
+    knn: str = "torch"
     # InfoMap (Cluster Contrast README recipe): kNN k (self included), edge similarity
     # threshold, and the smallest cluster kept (clusters of <= 4 images become outliers).
     infomap_k: int = 15
@@ -157,6 +162,17 @@ class Config:
                 "must be 'paper' or 'cluster_contrast'",
             ),
             ("cluster.eps", c.eps > 0, "must be > 0"),
+            (
+                "cluster.eps",
+                c.eps < 1 or c.jaccard_impl == "dense",
+                "must be < 1 with the sparse Jaccard (pairs it does not store are at distance 1)",
+            ),
+            (
+                "cluster.jaccard_impl",
+                c.jaccard_impl in ("sparse", "dense"),
+                "must be 'sparse' or 'dense'",
+            ),
+            ("cluster.knn", c.knn in ("torch", "exact", "hnsw"), "must be torch, exact or hnsw"),
             ("cluster.method", c.method in ("dbscan", "infomap"), "must be 'dbscan' or 'infomap'"),
             ("data.holdout_ids", self.data.holdout_ids >= 0, "must be >= 0"),
         ]

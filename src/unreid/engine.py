@@ -119,6 +119,8 @@ def make_pseudo_labels(cfg: Config, features: torch.Tensor, samples: list[Sample
         eps=c.eps,
         min_samples=c.min_samples,
         jaccard_variant=c.jaccard_variant,
+        knn=c.knn,
+        jaccard_impl=c.jaccard_impl,
     )
 
 
