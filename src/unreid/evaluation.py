@@ -172,12 +172,17 @@ def evaluate_ranking(
         first_hits.append(position[np.arange(hit.shape[0]), hit.argmax(axis=1)])
 
     if not aps:
+        return summarize(np.empty(0), np.empty(0, dtype=np.int64), nq, max_rank)
+    return summarize(np.concatenate(aps), np.concatenate(first_hits), nq, max_rank)
+
+
+def summarize(ap: np.ndarray, first: np.ndarray, nq: int, max_rank: int) -> RankingMetrics:
+    """mAP and CMC from the valid queries' APs and first-hit ranks (1-based)."""
+    if ap.size == 0:
         raise ValueError(
             f"no query has a valid gallery match (all {nq} queries skipped): "
             "check q_pids/g_pids and cameras"
         )
-    ap = np.concatenate(aps)
-    first = np.concatenate(first_hits)
     cmc = (first[:, None] <= np.arange(1, max_rank + 1)[None, :]).mean(axis=0)
     return RankingMetrics(
         mAP=float(ap.mean()),

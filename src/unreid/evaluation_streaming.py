@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from unreid.evaluation import Ids, RankingMetrics, _ids, average_precisions
+from unreid.evaluation import Ids, RankingMetrics, _ids, average_precisions, summarize
 from unreid.pseudo_labels.jaccard import expanded_pairs, query_expansion, reciprocal_sets
 
 _CHUNK_ELEMS = 1 << 24  # default distance entries per chunk (64 MB of float32)
@@ -197,19 +197,9 @@ def _rank_chunks(
             first.append(int(pos[0]))
     nq = q_pids.shape[0]
     if not n_hits:
-        raise ValueError(
-            f"no query has a valid gallery match (all {nq} queries skipped): "
-            "check q_pids/g_pids and cameras"
-        )
+        return summarize(np.empty(0), np.empty(0, dtype=np.int64), nq, max_rank)
     ap = average_precisions(np.concatenate(precisions), np.asarray(n_hits, dtype=np.int64))
-    first_arr = np.asarray(first)
-    cmc = (first_arr[:, None] <= np.arange(1, max_rank + 1)[None, :]).mean(axis=0)
-    return RankingMetrics(
-        mAP=float(ap.mean()),
-        cmc=cmc.astype(np.float64),
-        num_valid_queries=int(ap.size),
-        num_skipped_queries=int(nq - ap.size),
-    )
+    return summarize(ap, np.asarray(first), nq, max_rank)
 
 
 def evaluate_distances_streaming(
