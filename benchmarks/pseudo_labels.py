@@ -158,7 +158,7 @@ def main() -> None:
     ap.add_argument("--k2", type=int, default=6)
     ap.add_argument("--eps", type=float, default=0.6)
     ap.add_argument("--variant", default="paper", choices=["paper", "cluster_contrast"])
-    ap.add_argument("--knn", default="exact", choices=["exact", "torch", "hnsw"])
+    ap.add_argument("--knn", default="torch", choices=["exact", "torch", "hnsw"])
     ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree")
     ap.add_argument("--ef-search", type=int, default=128, help="HNSW search breadth")
     ap.add_argument("--ef-construction", type=int, default=80, help="HNSW build breadth")
