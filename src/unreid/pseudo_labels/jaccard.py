@@ -274,14 +274,7 @@ def jaccard_distance(
         raise ValueError(f"variant must be one of {VARIANTS}, found {variant!r}")
     x = as_unit_features(features)
     n = x.shape[0]
-    for name, val in (("k1", k1), ("k2", k2)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-            raise ValueError(f"{name} must be an integer >= 1, found {val!r}")
-    if k1 >= n:
-        raise ValueError(f"k1 must be smaller than the number of samples N={n}, found k1={k1}")
-    if k2 > n:
-        raise ValueError(f"k2 must be at most the number of samples N={n}, found k2={k2}")
-    k1, k2 = int(k1), int(k2)
+    k1, k2 = check_k(k1, k2, n)
     cc = variant == "cluster_contrast"
     full_size = k1 if cc else k1 + 1
     half = half_size(k1, variant) + 1
@@ -290,3 +283,15 @@ def jaccard_distance(
     rows, cols = expanded_pairs(reciprocal_sets(ranks, full_size), reciprocal_sets(ranks, half), cc)
     v = softmax_weights(x, rows, cols)
     return jaccard_from_weights(query_expansion(v, ranks, qe))
+
+
+def check_k(k1: int, k2: int, n: int) -> tuple[int, int]:
+    """Validate the neighbourhood sizes against N (shared by the dense and sparse paths)."""
+    for name, val in (("k1", k1), ("k2", k2)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
+            raise ValueError(f"{name} must be an integer >= 1, found {val!r}")
+    if k1 >= n:
+        raise ValueError(f"k1 must be smaller than the number of samples N={n}, found k1={k1}")
+    if k2 > n:
+        raise ValueError(f"k2 must be at most the number of samples N={n}, found k2={k2}")
+    return int(k1), int(k2)

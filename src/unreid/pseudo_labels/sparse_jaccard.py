@@ -36,7 +36,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-from unreid.pseudo_labels.jaccard import VARIANTS, Variant, as_unit_features, half_size
+from unreid.pseudo_labels.jaccard import VARIANTS, Variant, as_unit_features, check_k, half_size
 from unreid.pseudo_labels.knn import KNN_METHODS, KnnMethod, knn_search
 
 _ROW_BLOCK = 1 << 16  # rows per sparse-product block in the expansion step
@@ -311,17 +311,6 @@ def _symmetric_csr(n: int, p: np.ndarray, g: np.ndarray, d: np.ndarray) -> sp.cs
     )
 
 
-def _check_k(k1: int, k2: int, n: int) -> tuple[int, int]:
-    for name, val in (("k1", k1), ("k2", k2)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-            raise ValueError(f"{name} must be an integer >= 1, found {val!r}")
-    if k1 >= n:
-        raise ValueError(f"k1 must be smaller than the number of samples N={n}, found k1={k1}")
-    if k2 > n:
-        raise ValueError(f"k2 must be at most the number of samples N={n}, found k2={k2}")
-    return int(k1), int(k2)
-
-
 def _check_max_distance(max_distance: float | None) -> float:
     if max_distance is None:
         return 1.0
@@ -354,7 +343,7 @@ def jaccard_from_neighbours(
         raise ValueError(f"variant must be one of {VARIANTS}, found {variant!r}")
     x = as_unit_features(features)
     n = x.shape[0]
-    k1, k2 = _check_k(k1, k2, n)
+    k1, k2 = check_k(k1, k2, n)
     limit = _check_max_distance(max_distance)
     depth = jaccard_depth(k1, k2, variant)
     idx = np.asarray(idx)
@@ -418,7 +407,7 @@ def sparse_jaccard_distance(
     shape = getattr(features, "shape", None)
     if shape is None or len(shape) != 2 or 0 in tuple(shape):
         as_unit_features(features)  # raises the standard type / shape error
-    k1, k2 = _check_k(k1, k2, int(shape[0]))
+    k1, k2 = check_k(k1, k2, int(shape[0]))
     _check_max_distance(max_distance)
     depth = jaccard_depth(k1, k2, variant)
     sims, idx = knn_search(
