@@ -29,6 +29,7 @@ import tempfile
 import time
 
 import numpy as np
+from sklearn.metrics import adjusted_rand_score
 
 
 def synthetic_features(
@@ -53,6 +54,14 @@ def synthetic_features(
         chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
         x[s0 : s0 + step] = chunk
     return x, labels
+
+
+def _singletons(labels: np.ndarray) -> np.ndarray:
+    """Outliers (-1) as one-image clusters, the convention of ``PseudoLabels.quality``."""
+    out = labels.copy()
+    outliers = out < 0
+    out[outliers] = out.max() + 1 + np.arange(int(outliers.sum()))
+    return out
 
 
 def _maxrss_gb() -> float:
@@ -99,6 +108,8 @@ def _child(args: argparse.Namespace) -> None:
             hnsw_m=args.hnsw_m,
             ef_search=args.ef_search,
             ef_construction=args.ef_construction,
+            ivf_nlist=args.ivf_nlist or None,
+            ivf_nprobe=args.ivf_nprobe,
         )
         t1 = time.perf_counter()
         stages["knn"] = [t1 - t0, _maxrss_gb() - base]
@@ -115,7 +126,8 @@ def _child(args: argparse.Namespace) -> None:
         stages["total"] = [t3 - t0, _maxrss_gb() - base]
         out["stages"] = stages
         out["stored_per_row"] = dist.nnz / args.n
-        if args.knn != "exact":
+        if args.knn in ("ivf", "hnsw"):
+            out["recall@10"] = knn_recall(x, idx, 10, sample=args.recall_sample, seed=args.seed)
             out["recall"] = knn_recall(x, idx, args.k1, sample=args.recall_sample, seed=args.seed)
     pl = PseudoLabels(labels)
     out["clusters"] = pl.num_clusters
@@ -125,7 +137,9 @@ def _child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def _run_child(args: argparse.Namespace, n: int, mode: str, labels_path: str) -> dict:
+def _run_child(
+    args: argparse.Namespace, n: int, mode: str, labels_path: str, knn: str | None = None
+) -> dict:
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
@@ -137,9 +151,11 @@ def _run_child(args: argparse.Namespace, n: int, mode: str, labels_path: str) ->
         "--labels-out",
         labels_path,
     ]
-    for key in ("dim", "seed", "noise", "k1", "k2", "eps", "variant", "knn", "threads"):
+    cmd += ["--knn", knn or args.knn]
+    for key in ("dim", "seed", "noise", "k1", "k2", "eps", "variant", "threads"):
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-    for key in ("hnsw_m", "ef_search", "ef_construction", "recall_sample"):
+    keys = ("hnsw_m", "ef_search", "ef_construction", "ivf_nlist", "ivf_nprobe", "recall_sample")
+    for key in keys:
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)  # progress: stderr
     if proc.returncode != 0:
@@ -158,7 +174,16 @@ def main() -> None:
     ap.add_argument("--k2", type=int, default=6)
     ap.add_argument("--eps", type=float, default=0.6)
     ap.add_argument("--variant", default="paper", choices=["paper", "cluster_contrast"])
-    ap.add_argument("--knn", default="torch", choices=["exact", "torch", "hnsw"])
+    knns = ["exact", "torch", "ivf", "hnsw"]
+    ap.add_argument("--knn", default="torch", choices=knns)
+    ap.add_argument(
+        "--agree-with",
+        choices=knns,
+        help="also run the pipeline with this kNN backend and report the ARI between the two "
+        "label sets (e.g. --knn ivf --agree-with torch)",
+    )
+    ap.add_argument("--ivf-nlist", type=int, default=0, help="IVF cells (0 = 4 sqrt(N))")
+    ap.add_argument("--ivf-nprobe", type=int, default=8, help="IVF cells scanned per query")
     ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree")
     ap.add_argument("--ef-search", type=int, default=128, help="HNSW search breadth")
     ap.add_argument("--ef-construction", type=int, default=80, help="HNSW build breadth")
@@ -186,13 +211,31 @@ def main() -> None:
                 if stage == "knn":
                     note = f"knn={args.knn}, features {res['features_gb']:.2f} GB"
                     if "recall" in res:
-                        note += f", recall@{args.k1}={res['recall']:.4f}"
+                        note += (
+                            f", recall@{args.k1}={res['recall']:.4f}"
+                            f", recall@10={res['recall@10']:.4f}"
+                        )
                 elif stage == "total":
                     note = (
                         f"{sec / knn_s:.2f}x knn; {res['clusters']} clusters, "
                         f"{res['outliers']} outliers, ARI {res['ari']:.4f}, "
                         f"{res['stored_per_row']:.1f} stored/row"
                     )
+                print(f"{n:>9} {args.dim:>5} {stage:>16} {sec:>9.2f} {peak:>8.3f}  {note}")
+            if args.agree_with:
+                other_path = os.path.join(tmp, f"other_{n}.npy")
+                other = _run_child(args, n, "sparse", other_path, knn=args.agree_with)
+                ari = adjusted_rand_score(
+                    _singletons(np.load(other_path)), _singletons(np.load(sparse_path))
+                )
+                sec = other["stages"]["total"][0]
+                knn_sec = other["stages"]["knn"][0]
+                note = (
+                    f"knn={args.agree_with}: knn {knn_sec:.2f} s; ARI with {args.knn} labels "
+                    f"{ari:.4f}; ARI with truth {other['ari']:.4f}, {other['clusters']} clusters"
+                )
+                peak = other["stages"]["total"][1]
+                stage = f"{args.agree_with}-total"
                 print(f"{n:>9} {args.dim:>5} {stage:>16} {sec:>9.2f} {peak:>8.3f}  {note}")
             if args.dense_check:
                 dense_path = os.path.join(tmp, f"dense_{n}.npy")

@@ -77,6 +77,27 @@ def test_hnsw_is_ranked_and_recall_reported() -> None:
     assert knn_recall(x, wide, 10, sample=500) >= recall
 
 
+def test_ivf_is_ranked_and_recall_grows_with_nprobe() -> None:
+    x = unit(3000, 16, 6)
+    sims, idx = knn_search(x, 11, method="ivf", ivf_nlist=64, ivf_nprobe=1)
+    assert np.array_equal(idx[:, 0], np.arange(3000))
+    assert (np.diff(sims[:, 1:], axis=1) <= 0).all()
+    got = (x[:, None, :] * x[idx]).sum(axis=2)
+    np.testing.assert_allclose(sims, got, atol=1e-5)
+    narrow = knn_recall(x, idx, 10, sample=500)
+    assert 0.2 < narrow < 1.0  # one cell of 64 misses neighbours across cell borders
+    _, wide = knn_search(x, 11, method="ivf", ivf_nlist=64, ivf_nprobe=16)
+    assert knn_recall(x, wide, 10, sample=500) > narrow
+    _, every = knn_search(x, 11, method="ivf", ivf_nlist=64, ivf_nprobe=64)
+    _, exact = knn_search(x, 11, method="torch")
+    assert knn_recall(x, every, 10, sample=500) == 1.0  # scanning all cells is exhaustive
+    assert np.array_equal(np.sort(every[:, 1:], axis=1), np.sort(exact[:, 1:], axis=1))
+    with pytest.raises(ValueError, match="ivf_nprobe"):
+        knn_search(x, 11, method="ivf", ivf_nprobe=0)
+    with pytest.raises(ValueError, match="ivf_nlist"):
+        knn_search(x, 11, method="ivf", ivf_nlist=5000)
+
+
 def test_bad_arguments() -> None:
     x = unit(20, 4, 6)
     with pytest.raises(ValueError, match="method"):

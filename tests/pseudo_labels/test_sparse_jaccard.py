@@ -179,13 +179,16 @@ def test_bad_arguments() -> None:
         jaccard_from_neighbours(x, sims[:, :4], idx[:, :4], k1=5, k2=1)
 
 
+@pytest.mark.parametrize("reduce", ["dense", "sorted"])
 @pytest.mark.parametrize(("buffer", "chunk"), [(1 << 10, 1 << 10), (1 << 14, 1 << 13)])
-def test_small_buffers_take_the_compact_and_reordered_paths(monkeypatch, buffer, chunk) -> None:
-    """Tiny block limits force partner re-indexing, row splitting and the RCM row order."""
+def test_both_pair_reductions_with_small_blocks(monkeypatch, reduce, buffer, chunk) -> None:
+    """Either per-pair reduction, with tiny block limits (many row blocks), matches dense."""
     from unreid.pseudo_labels import sparse_jaccard
 
     x = clustered(300, 24, 1.2, 14)
     dense = jaccard_distance(x, k1=20, k2=6)
+    ratio = float("inf") if reduce == "dense" else 0.0
+    monkeypatch.setattr(sparse_jaccard, "_DENSE_COST_RATIO", ratio)
     monkeypatch.setattr(sparse_jaccard, "_BUFFER_ELEMS", buffer)
     monkeypatch.setattr(sparse_jaccard, "_PAIR_CHUNK", chunk)
     monkeypatch.setattr(sparse_jaccard, "_ROW_BLOCK", 128)
@@ -194,3 +197,16 @@ def test_small_buffers_take_the_compact_and_reordered_paths(monkeypatch, buffer,
     cut = sparse_jaccard_distance(x, k1=20, k2=6, max_distance=0.6)
     assert_matches_dense(cut, dense, limit=0.6)
     assert np.array_equal(dbscan_labels(cut, eps=0.6), dbscan_labels(dense, eps=0.6))
+
+
+def test_sorted_reduction_keeps_duplicates_at_zero(monkeypatch) -> None:
+    """The large-N reduction sums in float64: duplicate rows still land at distance ~0."""
+    from unreid.pseudo_labels import sparse_jaccard
+
+    monkeypatch.setattr(sparse_jaccard, "_DENSE_COST_RATIO", 0.0)
+    base = clustered(120, 16, 1.0, 11)
+    x = np.concatenate([base, base[:40]])
+    dense = jaccard_distance(x, k1=10, k2=3)
+    sparse = sparse_jaccard_distance(x, k1=10, k2=3, max_distance=0.5)
+    assert_matches_dense(sparse, dense, limit=0.5)
+    assert np.array_equal(dbscan_labels(sparse, eps=1e-9), dbscan_labels(dense, eps=1e-9))

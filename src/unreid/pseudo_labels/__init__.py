@@ -47,6 +47,8 @@ def cluster_features(
     jaccard_variant: Variant = "paper",
     knn: KnnMethod = "torch",
     jaccard_impl: Literal["sparse", "dense"] = "sparse",
+    ivf_nlist: int | None = None,
+    ivf_nprobe: int = 8,
 ) -> PseudoLabels:
     """Pseudo labels for (N, D) L2-normalised features: Jaccard distance, then DBSCAN.
 
@@ -62,11 +64,13 @@ def cluster_features(
             on the features' device, the same products as the dense reference,
             so labels match it bit for bit), ``"exact"`` (faiss brute force on
             CPU; its inner products can differ in the last bit, so near-tied
-            neighbours may swap: 1 label in 12,936 at Market size) or ``"hnsw"``
-            (approximate graph search for very large N; check its recall with
+            neighbours may swap: 1 label in 12,936 at Market size), ``"ivf"`` or
+            ``"hnsw"`` (approximate, for very large N; check their recall with
             ``knn_recall``). The dense path has its own exact ranking and
             accepts the exact choices only.
         jaccard_impl: ``"sparse"`` (default) or ``"dense"`` (reference).
+        ivf_nlist, ivf_nprobe: IVF cells (None = 4 sqrt(N)) and cells scanned
+            per query, for ``knn="ivf"``.
     """
     if jaccard_impl not in JACCARD_IMPLS:
         raise ValueError(f"jaccard_impl must be one of {JACCARD_IMPLS}, found {jaccard_impl!r}")
@@ -86,6 +90,13 @@ def cluster_features(
     method = "torch" if knn == "exact" and is_cuda else knn
     dbscan_labels(np.zeros((1, 1)), eps=eps, min_samples=min_samples)  # validate before work
     dist = sparse_jaccard_distance(
-        features, k1=k1, k2=k2, variant=jaccard_variant, knn=method, max_distance=eps
+        features,
+        k1=k1,
+        k2=k2,
+        variant=jaccard_variant,
+        knn=method,
+        max_distance=eps,
+        ivf_nlist=ivf_nlist,
+        ivf_nprobe=ivf_nprobe,
     )
     return PseudoLabels(dbscan_labels(dist, eps=eps, min_samples=min_samples))

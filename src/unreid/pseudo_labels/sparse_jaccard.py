@@ -13,11 +13,12 @@ variants, same definitions; see ``jaccard.py``) only for those pairs:
 4. softmax weights on that pattern, similarities taken from the kNN lists
    (computed only for expansion members outside them); query expansion as the
    sparse product ``Q @ V``;
-5. the sum of minima over shared columns, for pairs g >= p, row block by row
-   block: each V entry (p, j) meets the entries of column j at rows >= p, the
-   minima are scattered into a block buffer whose columns are only the partners
-   that block reaches, and the finished block is turned into distances and
-   filtered before the next starts.
+5. the sum of minima over shared columns, for pairs g > p, row block by row
+   block: each V entry (p, j) meets the entries of column j at rows > p, and
+   the minima are summed per pair either in a dense (rows x N) buffer (Market
+   size) or by sorting each row's contributions (large N, where a row reaches
+   a few hundred partners out of a million); each finished block is turned
+   into distances and filtered before the next starts.
 
 Missing entries of the result mean distance 1 (or > ``max_distance``). The
 diagonal and any other zero distance (duplicate samples) are stored as explicit
@@ -30,18 +31,21 @@ any eps < 1 (eps <= ``max_distance``).
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from unreid.pseudo_labels.jaccard import VARIANTS, Variant, as_unit_features, check_k, half_size
 from unreid.pseudo_labels.knn import KNN_METHODS, KnnMethod, knn_search
 
 _ROW_BLOCK = 1 << 16  # rows per sparse-product block in the expansion step
 _PAIR_CHUNK = 1 << 22  # (entry, partner) contributions generated at once
-_BUFFER_ELEMS = 1 << 24  # float cells of the per-block accumulation buffer
+_BUFFER_ELEMS = 1 << 24  # float cells of the dense per-block accumulation buffer
+# the dense buffer is used while N <= this x (contributions per row): scanning a
+# cell costs ~1/16 of sorting a contribution (measured at N = 13k and 200k)
+_DENSE_COST_RATIO = 16.0
 
 
 def jaccard_depth(k1: int, k2: int, variant: Variant) -> int:
@@ -147,124 +151,125 @@ def _query_expansion(v: sp.csr_matrix, idx: np.ndarray, qe: int) -> sp.csr_matri
     return out
 
 
-def _locality_order(vq: sp.csr_matrix) -> np.ndarray | None:
-    """Row order that keeps a block's partners few, or None when N is small.
+@dataclass
+class _PairPlan:
+    """V's entries paired with the same column's entries in later rows.
 
-    V's columns are samples too, so V + V.T is a neighbourhood graph; reverse
-    Cuthill-McKee numbers it so that graph neighbours get nearby ids. A block of
-    consecutive rows then shares most of its partners, which bounds the width of
-    the accumulation buffer once N x rows no longer fits in it.
+    Every CSR entry (p, j) meets the entries of column j at rows g > p; those
+    are contiguous in the row-sorted CSC arrays, starting at ``first[e]`` and
+    ``reps[e]`` long, so a row block's contributions are one repeat and one
+    near-sequential gather. ``row_work`` is the cumulative contribution count.
     """
-    n = vq.shape[0]
-    if n * n <= _BUFFER_ELEMS * 64:
-        return None
-    graph = (vq + vq.T).tocsr()
-    return np.asarray(reverse_cuthill_mckee(graph, symmetric_mode=True), dtype=np.int64)
+
+    data: np.ndarray  # float32 CSR values of V
+    row_ptr: np.ndarray  # int64 CSR indptr
+    first: np.ndarray  # CSC slot of the first partner entry of each CSR entry
+    reps: np.ndarray  # partners g > p of each CSR entry
+    col_rows: np.ndarray  # CSC row ids
+    col_vals: np.ndarray  # CSC values
+    row_work: np.ndarray  # (N + 1,) cumulative contributions per row
+    itype: type
+
+    @classmethod
+    def build(cls, vq: sp.csr_matrix) -> _PairPlan:
+        n, nnz = vq.shape[0], vq.nnz
+        data = vq.data.astype(np.float32)
+        ids = sp.csr_matrix((np.arange(nnz, dtype=np.float64), vq.indices, vq.indptr), shape=(n, n))
+        csc_ids = ids.tocsc()
+        csc_ids.sort_indices()
+        entry = csc_ids.data.astype(np.int64)
+        del ids
+        # 32-bit positions where they fit: the pair loop is memory-bound
+        itype = np.int32 if max(nnz, _PAIR_CHUNK, n) < 2**31 - 1 else np.int64
+        pos = np.empty(nnz, dtype=itype)
+        pos[entry] = np.arange(nnz, dtype=itype)
+        reps = csc_ids.indptr[vq.indices + 1] - pos - 1
+        row_ptr = vq.indptr.astype(np.int64)
+        row_work = np.zeros(n + 1, dtype=np.int64)
+        counts = np.diff(row_ptr)
+        np.cumsum(np.add.reduceat(reps, row_ptr[:-1]) * (counts > 0), out=row_work[1:])
+        return cls(
+            data=data,
+            row_ptr=row_ptr,
+            first=pos + 1,
+            reps=reps,
+            col_rows=csc_ids.indices.astype(itype),
+            col_vals=data[entry],
+            row_work=row_work,
+            itype=itype,
+        )
+
+    def blocks(self, max_rows: int):
+        """(r0, r1, rows, partners, mins) per row block of <= ``_PAIR_CHUNK`` contributions.
+
+        ``rows`` are block-local row numbers; contributions come grouped by row.
+        """
+        n = self.row_ptr.size - 1
+        itype = self.itype
+        r0 = 0
+        while r0 < n:
+            r1 = int(np.searchsorted(self.row_work, self.row_work[r0] + _PAIR_CHUNK, "right")) - 1
+            r1 = min(n, r0 + max_rows, max(r0 + 1, r1))
+            e0, e1 = int(self.row_ptr[r0]), int(self.row_ptr[r1])
+            rep = self.reps[e0:e1]
+            total = int(self.row_work[r1] - self.row_work[r0])
+            starts = (np.cumsum(rep) - rep).astype(itype)
+            b = np.repeat(self.first[e0:e1] - starts, rep)
+            b += np.arange(total, dtype=itype)
+            partners = self.col_rows[b]
+            mins = np.minimum(np.repeat(self.data[e0:e1], rep), self.col_vals[b])
+            yield r0, r1, partners, mins
+            r0 = r1
 
 
 def _pair_distances(
     vq: sp.csr_matrix, max_distance: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs p < g with d_J <= max_distance; see ``_block_pair_distances``.
+    """Pairs p < g with shared support and d_J <= max_distance, as (p, g, d float32).
 
-    Large N is processed in a locality order (``_locality_order``) and the pairs
-    are mapped back to the original ids.
-    """
-    order = _locality_order(vq)
-    if order is None:
-        return _block_pair_distances(vq, max_distance)
-    p, g, d = _block_pair_distances(vq[order], max_distance)
-    p, g = order[p], order[g]
-    swap = p > g
-    p[swap], g[swap] = g[swap], p[swap]
-    return p, g, d
+    d = 1 - m / (|V_p| + |V_g| - m) with m = sum_j min(V[p, j], V[g, j]), since
+    sum(max) = |V_p| + |V_g| - m. The per-pair sums are reduced one of two ways,
+    picked by a cost estimate:
 
-
-def _block_pair_distances(
-    vq: sp.csr_matrix, max_distance: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Upper-triangle pairs p < g with shared support and d_J <= max_distance.
-
-    Returns (p, g, d) with d float32, computed as 1 - m / (|V_p| + |V_g| - m)
-    where m = sum_j min(V[p, j], V[g, j]); sum(max) = |V_p| + |V_g| - m.
-
-    Every CSR entry (p, j) is paired with the entries of column j at rows >= p
-    (contiguous in the row-sorted CSC arrays), so the per-contribution work is
-    repeats and near-sequential gathers. Rows are processed in blocks whose
-    contributions fit ``_PAIR_CHUNK``; a block's sums go to a reused float32
-    buffer (rows x partner columns; partners are re-indexed compactly when N is
-    too wide for the buffer), which is scanned once for the pairs to keep.
+    * a dense float32 buffer of (rows x N) cells per row block, scattered into
+      with ``index_add_`` and scanned once: cheap while a row's contributions
+      outnumber N / 16, as at Market size (~9k contributions per row, N = 13k);
+    * sorting each row's (partner, min) contributions and summing runs
+      (``csr_matrix.sum_duplicates``): cost proportional to the contributions
+      only, which wins at large N, where a row reaches a few hundred partners
+      out of a million and a dense row would be almost all zeros.
     """
     n = vq.shape[0]
-    data = vq.data.astype(np.float32)
-    counts = np.diff(vq.indptr)
-    # float32 row sums accumulated in the same order as the pair minima (min(v, v) = v),
-    # so two bitwise-equal rows (duplicate samples) get distance exactly 0
+    plan = _PairPlan.build(vq)
+    per_row = float(plan.row_work[-1]) / max(n, 1)
+    if n <= _DENSE_COST_RATIO * per_row:
+        return _dense_reduce(vq, plan, max_distance)
+    return _sorted_reduce(vq, plan, max_distance)
+
+
+def _dense_reduce(
+    vq: sp.csr_matrix, plan: _PairPlan, max_distance: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = vq.shape[0]
+    counts = np.diff(plan.row_ptr)
+    row_of = np.repeat(np.arange(n, dtype=plan.itype), counts)
+    # float32 row sums accumulated like the pair minima (min(v, v) = v), so two
+    # bitwise-equal rows (duplicate samples) get distance exactly 0
     rowsum = torch.zeros(n, dtype=torch.float32)
-    rowsum.index_add_(
-        0, torch.from_numpy(np.repeat(np.arange(n, dtype=np.int64), counts)), torch.from_numpy(data)
-    )
+    rowsum.index_add_(0, torch.from_numpy(row_of.astype(np.int64)), torch.from_numpy(plan.data))
     rowsum = rowsum.numpy()
-    nnz = vq.nnz
-    # CSC copy with rows ascending per column; `pos` maps every CSR entry to its slot
-    ids = sp.csr_matrix((np.arange(nnz, dtype=np.float64), vq.indices, vq.indptr), shape=(n, n))
-    csc_ids = ids.tocsc()
-    csc_ids.sort_indices()
-    entry = csc_ids.data.astype(np.int64)
-    del ids
-    # 32-bit positions and keys where they fit: the pair loop is memory-bound
-    itype = np.int32 if max(nnz, _PAIR_CHUNK, _BUFFER_ELEMS, n) < 2**31 - 1 else np.int64
-    pos = np.empty(nnz, dtype=itype)
-    pos[entry] = np.arange(nnz, dtype=itype)
-    col_rows = csc_ids.indices.astype(itype)
-    col_vals = data[entry]
-    reps = csc_ids.indptr[vq.indices + 1] - pos  # partners g >= p in column j, p included
-    del entry, csc_ids
-    row_ptr = vq.indptr.astype(np.int64)
-    row_work = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.add.reduceat(reps, row_ptr[:-1]) * (counts > 0), out=row_work[1:])
-    row_of = np.repeat(np.arange(n, dtype=itype), counts)
-    mark = np.zeros(n, dtype=bool)
-    lookup = np.full(n, -1, dtype=itype)
-    all_cols = np.arange(n, dtype=np.int64)
     rs_min = float(rowsum.min())
     keep_frac = (1.0 - max_distance) / (2.0 - max_distance) * (1.0 - 1e-4)
-    buf = torch.zeros(min(_BUFFER_ELEMS, n * n), dtype=torch.float32)  # reused, re-zeroed
+    rows_per_block = max(1, _BUFFER_ELEMS // n)
+    buf = torch.zeros(rows_per_block * n, dtype=torch.float32)  # reused, re-zeroed
     out_p, out_g, out_d = [], [], []
-    r0 = 0
-    while r0 < n:
-        r1 = int(np.searchsorted(row_work, row_work[r0] + _PAIR_CHUNK, side="right")) - 1
-        r1 = min(n, max(r0 + 1, r1))
-        while True:
-            e0, e1 = int(row_ptr[r0]), int(row_ptr[r1])
-            rep = reps[e0:e1]
-            total = int(row_work[r1] - row_work[r0])
-            starts = (np.cumsum(rep) - rep).astype(itype)
-            b = np.repeat(pos[e0:e1] - starts, rep)
-            b += np.arange(total, dtype=itype)
-            partners = col_rows[b]
-            if (r1 - r0) * n <= _BUFFER_ELEMS:
-                cols, compact = all_cols, False
-                break
-            mark[partners] = True
-            cols = np.flatnonzero(mark)
-            mark[cols] = False
-            compact = True
-            if (r1 - r0) * cols.size <= _BUFFER_ELEMS or r1 - r0 == 1:
-                break
-            r1 = r0 + max(1, (r1 - r0) // 2)
-        width = cols.size
-        if compact:
-            lookup[cols] = np.arange(width, dtype=itype)
-            partners = lookup[partners]
-            lookup[cols] = -1
-        keys = np.repeat((row_of[e0:e1] - r0) * itype(width), rep)
+    for r0, r1, partners, mins in plan.blocks(rows_per_block):
+        e0, e1 = int(plan.row_ptr[r0]), int(plan.row_ptr[r1])
+        keys = np.repeat((row_of[e0:e1] - r0).astype(np.int64) * n, plan.reps[e0:e1])
         keys += partners
-        mins = np.minimum(np.repeat(data[e0:e1], rep), col_vals[b])
-        del b, partners
-        block = buf[: (r1 - r0) * width]
+        block = buf[: (r1 - r0) * n]
         block.index_add_(0, torch.from_numpy(keys), torch.from_numpy(mins))
-        del keys, mins
+        del keys, mins, partners
         flat = block.numpy()
         if max_distance < 1.0:
             # d <= t  <=>  m >= (1 - t) / (2 - t) * (|V_p| + |V_g|). Every row of V (and
@@ -277,10 +282,8 @@ def _block_pair_distances(
             hit = np.flatnonzero(flat)
         m = flat[hit]
         block.zero_()
-        p = hit // width + r0
-        g = cols[hit % width]
-        upper = g > p
-        p, g, m = p[upper], g[upper], m[upper]
+        p = hit // n + r0
+        g = hit % n
         den = rowsum[p] + rowsum[g]
         den -= m
         d = np.clip(1.0 - m / den, 0.0, 1.0).astype(np.float32)
@@ -288,8 +291,39 @@ def _block_pair_distances(
         out_p.append(p[keep])
         out_g.append(g[keep])
         out_d.append(d[keep])
-        r0 = r1
-    return np.concatenate(out_p), np.concatenate(out_g), np.concatenate(out_d)
+    return _concat(out_p, out_g, out_d)
+
+
+def _sorted_reduce(
+    vq: sp.csr_matrix, plan: _PairPlan, max_distance: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = vq.shape[0]
+    # float64 sums: each side is then exact to ~1e-16, whatever order the sort leaves
+    rowsum = np.add.reduceat(plan.data.astype(np.float64), plan.row_ptr[:-1])
+    rowsum[np.diff(plan.row_ptr) == 0] = 0.0
+    out_p, out_g, out_d = [], [], []
+    for r0, r1, partners, mins in plan.blocks(n):
+        indptr = plan.row_work[r0 : r1 + 1] - plan.row_work[r0]
+        block = sp.csr_matrix((mins.astype(np.float64), partners, indptr), shape=(r1 - r0, n))
+        del partners, mins
+        block.sum_duplicates()
+        p = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(block.indptr))
+        g = block.indices.astype(np.int64)
+        m = block.data
+        d = np.clip(1.0 - m / (rowsum[p] + rowsum[g] - m), 0.0, 1.0)
+        keep = d <= max_distance
+        out_p.append(p[keep])
+        out_g.append(g[keep])
+        out_d.append(d[keep].astype(np.float32))
+    return _concat(out_p, out_g, out_d)
+
+
+def _concat(
+    p: list[np.ndarray], g: list[np.ndarray], d: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not p:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(p), np.concatenate(g), np.concatenate(d)
 
 
 def _symmetric_csr(n: int, p: np.ndarray, g: np.ndarray, d: np.ndarray) -> sp.csr_matrix:
@@ -378,6 +412,8 @@ def sparse_jaccard_distance(
     hnsw_m: int = 32,
     ef_search: int = 128,
     ef_construction: int = 80,
+    ivf_nlist: int | None = None,
+    ivf_nprobe: int = 8,
 ) -> sp.csr_matrix:
     """(N, N) CSR k-reciprocal Jaccard distance; missing entries mean distance 1.
 
@@ -392,13 +428,15 @@ def sparse_jaccard_distance(
         features: (N, D) L2-normalised features (numpy or torch; CUDA tensors run
             the kNN search on the GPU).
         k1, k2, variant: as for ``jaccard_distance``.
-        knn: kNN backend, ``"exact"`` | ``"torch"`` | ``"hnsw"`` (see ``knn.py``);
-            None = ``"torch"`` for CUDA tensors, else ``"exact"``. With ``"hnsw"``
-            the distance is the Jaccard distance of the approximate neighbour lists.
+        knn: kNN backend, ``"exact"`` | ``"torch"`` | ``"ivf"`` | ``"hnsw"`` (see
+            ``knn.py``); None = ``"torch"`` for CUDA tensors, else ``"exact"``. With
+            an approximate backend the distance is the Jaccard distance of the
+            approximate neighbour lists.
         max_distance: store only pairs with d <= this (e.g. DBSCAN's eps, which
             keeps memory at the size of the eps-graph); None stores every pair
             that shares support.
         hnsw_m, ef_search, ef_construction: HNSW parameters (``knn="hnsw"`` only).
+        ivf_nlist, ivf_nprobe: IVF parameters (``knn="ivf"`` only).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, found {variant!r}")
@@ -417,5 +455,7 @@ def sparse_jaccard_distance(
         hnsw_m=hnsw_m,
         ef_search=ef_search,
         ef_construction=ef_construction,
+        ivf_nlist=ivf_nlist,
+        ivf_nprobe=ivf_nprobe,
     )
     return jaccard_from_neighbours(features, sims, idx, k1, k2, variant, max_distance=max_distance)
