@@ -137,3 +137,19 @@ def test_rerank_switch_reaches_the_evaluator(monkeypatch):
         engine.evaluate_samples(torch.ones(1, 2), torch.ones(1, 2), q, g, rerank=True) == "metrics"
     )
     assert seen["rerank"] is True
+
+
+def test_gcl_scl_clusters_refined_features_in_the_loop(tiny_synthetic, tmp_path, monkeypatch):
+    """The engine clusters what the method hands it: 2C-d GCL features when CR is on."""
+    import unreid.engine as engine
+
+    seen = []
+    real = engine.make_pseudo_labels
+    monkeypatch.setattr(
+        engine, "make_pseudo_labels", lambda cfg, f, s: seen.append(f.shape) or real(cfg, f, s)
+    )
+    cfg = tiny_config(tiny_synthetic, tmp_path, "method=gcl_scl", "train.epochs=1", "train.iters=2")
+    summary = train(cfg, progress=False)
+    assert seen and seen[0][1] == 2 * 512  # resnet18 features, concatenated with refined
+    ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pth")
+    assert "gcl.theta.0.weight" in ckpt["method"]

@@ -60,8 +60,11 @@ class ClusterConfig:
     # "sparse" (O(N·k) memory, same labels) or "dense" (the N×N reference).
     jaccard_impl: str = "sparse"
     # kNN for the sparse path: "torch" (exact, GPU when the features are on one),
-    # "exact" (faiss flat index) or "hnsw" (approximate, for very large N).
+    # "exact" (faiss flat index), "ivf" or "hnsw" (approximate, for very large N).
     knn: str = "torch"
+    # IVF cells (0 = 4 sqrt(N)) and cells scanned per query, for knn="ivf".
+    ivf_nlist: int = 0
+    ivf_nprobe: int = 8
     # InfoMap (Cluster Contrast README recipe): kNN k (self included), edge similarity
     # threshold, and the smallest cluster kept (clusters of <= 4 images become outliers).
     infomap_k: int = 15
@@ -91,6 +94,36 @@ class HHCLConfig:
     instance_temperature: float = 0.05
     slots: int = 0  # instance slots per cluster; 0 = train.num_instances
     label_smoothing: float = 0.0
+
+
+@dataclass
+class GCLSCLConfig:
+    """GCL + SCL ("Mind your clever neighbours"); see methods/gcl_scl.py for each choice."""
+
+    # SCL memory update: "topk" (the k least similar instances, in order, Eq. 6),
+    # "random" (one random instance) or "average" (batch mean; "SCL off").
+    update: str = "topk"
+    k: int = 2
+    # Weight of the OLD row (Eq. 6's eta): 0.2 in the paper's implementation details
+    # (its sensitivity study prefers 0.1).
+    momentum: float = 0.2
+    temperature: float = 0.05
+    # Loss instances: "selected" (Eq. 7: those the update policy picks; all of them
+    # for "average") or "all" (every batch instance, the ClusterNCE form).
+    loss: str = "selected"
+    # Eq. 8: L = L_scl(x) + lam * L_scl(x_hat).
+    lam: float = 0.5
+    # Cluster refinement (cluster GCL features of ordered graphs) and noise
+    # suppression (the batch as one graph, trains the GCL module).
+    cr: bool = True
+    ns: bool = True
+    graph_size: int = 16
+    gcl_temperature: float = 5.0
+    # Order of the training set for CR graphs: "name" (paper; leaks identity in
+    # Market-style names), "camera_frame" or "random" (identity-free).
+    order: str = "name"
+    # Unit length of [v, v~]: "joint" (normalise the concatenation) or "halves".
+    concat_norm: str = "joint"
 
 
 @dataclass
@@ -134,6 +167,7 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     cluster_contrast: ClusterContrastConfig = field(default_factory=ClusterContrastConfig)
     hhcl: HHCLConfig = field(default_factory=HHCLConfig)
+    gcl_scl: GCLSCLConfig = field(default_factory=GCLSCLConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -172,7 +206,13 @@ class Config:
                 c.jaccard_impl in ("sparse", "dense"),
                 "must be 'sparse' or 'dense'",
             ),
-            ("cluster.knn", c.knn in ("torch", "exact", "hnsw"), "must be torch, exact or hnsw"),
+            (
+                "cluster.knn",
+                c.knn in ("torch", "exact", "ivf", "hnsw"),
+                "must be torch, exact, ivf or hnsw",
+            ),
+            ("cluster.ivf_nlist", c.ivf_nlist >= 0, "must be >= 0 (0 = 4 sqrt(N))"),
+            ("cluster.ivf_nprobe", c.ivf_nprobe >= 1, "must be >= 1"),
             ("cluster.method", c.method in ("dbscan", "infomap"), "must be 'dbscan' or 'infomap'"),
             ("data.holdout_ids", self.data.holdout_ids >= 0, "must be >= 0"),
         ]

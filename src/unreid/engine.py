@@ -121,6 +121,8 @@ def make_pseudo_labels(cfg: Config, features: torch.Tensor, samples: list[Sample
         jaccard_variant=c.jaccard_variant,
         knn=c.knn,
         jaccard_impl=c.jaccard_impl,
+        ivf_nlist=c.ivf_nlist or None,
+        ivf_nprobe=c.ivf_nprobe,
     )
 
 
@@ -256,8 +258,11 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
             desc=f"extract {epoch + 1}",
             progress=progress,
         )
-        # 2. pseudo labels: k-reciprocal Jaccard + DBSCAN (-1 = outlier, left out this epoch)
-        labels = make_pseudo_labels(cfg, features, train_samples)
+        # 2. pseudo labels: k-reciprocal Jaccard + DBSCAN (-1 = outlier, left out this epoch),
+        #    on the method's view of the features (raw, or refined as GCL's cluster refinement)
+        to_cluster = method.clustering_features(epoch, features, train_samples)
+        labels = make_pseudo_labels(cfg, to_cluster, train_samples)
+        del to_cluster
         if labels.num_clusters == 0:
             raise RuntimeError(
                 f"epoch {epoch + 1}: clustering found no clusters among {len(features)} images "

@@ -7,11 +7,13 @@ from unreid.memory.cluster_memory import (
     MomentumClusterMemory,
     build_cluster_memory,
 )
+from unreid.memory.selective_memory import SelectiveClusterMemory
 
 __all__ = [
     "ClusterMemory",
     "HardClusterMemory",
     "MeanClusterMemory",
     "MomentumClusterMemory",
+    "SelectiveClusterMemory",
     "build_cluster_memory",
 ]

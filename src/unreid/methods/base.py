@@ -2,19 +2,22 @@
 
 A method owns its memories and any extra trainable modules; it never touches
 the optimizer, the loader or the device placement (the engine does). The
-engine calls, per epoch: `start_epoch` (after clustering), then per batch
-`losses` → optimizer step → `update_memories` (explicit, under no_grad).
+engine calls, per epoch: `clustering_features` (what the clusterer sees; the
+raw features unless the method refines them), `start_epoch` (after
+clustering), then per batch `losses` → optimizer step → `update_memories`
+(explicit, under no_grad).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from unreid.config import Config
+from unreid.data.samples import Sample
 from unreid.pseudo_labels import PseudoLabels
 
 
@@ -26,12 +29,20 @@ class Batch:
     targets: torch.Tensor  # (B,) pseudo label (cluster id, 0..C-1)
     cameras: torch.Tensor  # (B,) camera id
     indexes: torch.Tensor  # (B,) index into the epoch's training samples
+    # what `losses` computed and `update_memories` reuses (e.g. GCL's x_hat)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Method(nn.Module):
     """Base class: `nn.Module` so extra trainable parts and memories move and save together."""
 
     name = "base"
+
+    def clustering_features(
+        self, epoch: int, features: torch.Tensor, samples: list[Sample]
+    ) -> torch.Tensor:
+        """The (N, D') unit-norm features the pseudo labels are computed from."""
+        return features
 
     def start_epoch(
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
