@@ -153,3 +153,10 @@ def test_gcl_scl_clusters_refined_features_in_the_loop(tiny_synthetic, tmp_path,
     assert seen and seen[0][1] == 2 * 512  # resnet18 features, concatenated with refined
     ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pth")
     assert "gcl.theta.0.weight" in ckpt["method"]
+
+
+def test_csa_hps_runs_in_the_loop(tiny_synthetic, tmp_path):
+    cfg = tiny_config(tiny_synthetic, tmp_path, "method=csa_hps", "train.epochs=1", "train.iters=2")
+    summary = train(cfg, progress=False)
+    ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pth")
+    assert "saa.query" in ckpt["method"] and ckpt["method"]["memory.bank"].shape[1] == 512

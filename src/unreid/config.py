@@ -127,6 +127,26 @@ class GCLSCLConfig:
 
 
 @dataclass
+class CSAHPSConfig:
+    """CSA + HPS on Cluster Contrast; see methods/csa_hps.py for the design."""
+
+    # Prototype initialisation: "csa" (self-attention aggregation of each cluster)
+    # or "mean" (Cluster Contrast's normalised mean; "CSA off").
+    init: str = "csa"
+    # Memory update per cluster in the batch: "hps" (its most dispersed instance by
+    # the SAA module), "hard" (least similar to the row) or "mean" (momentum towards
+    # the batch mean; "HPS off").
+    update: str = "hps"
+    momentum: float = 0.1
+    temperature: float = 0.05
+    heads: int = 8
+    attention_temperature: float = 0.1
+    # Weight of the aggregation loss that trains SAA: each batch cluster group's
+    # aggregated prototype, ClusterNCE against the memory.
+    aggregation_weight: float = 1.0
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 50
     iters: int = 200
@@ -168,6 +188,7 @@ class Config:
     cluster_contrast: ClusterContrastConfig = field(default_factory=ClusterContrastConfig)
     hhcl: HHCLConfig = field(default_factory=HHCLConfig)
     gcl_scl: GCLSCLConfig = field(default_factory=GCLSCLConfig)
+    csa_hps: CSAHPSConfig = field(default_factory=CSAHPSConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

@@ -11,7 +11,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["rank_within_clusters", "least_similar_per_cluster", "random_per_cluster"]
+__all__ = [
+    "group_by_target",
+    "least_similar_per_cluster",
+    "random_per_cluster",
+    "rank_within_clusters",
+]
 
 
 def rank_within_clusters(keys: Tensor, targets: Tensor) -> Tensor:
@@ -70,3 +75,20 @@ def random_per_cluster(
         raise ValueError(f"k must be a positive int, found {k!r}")
     keys = torch.rand(targets.shape, generator=generator, device="cpu").to(targets.device)
     return _ordered(rank_within_clusters(keys, targets), targets, k)
+
+
+def group_by_target(targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Batch positions grouped by cluster, padded: ``(index (G, n), mask (G, n), ids (G,))``.
+
+    Group g holds the positions of cluster ``ids[g]`` in batch order; ``mask``
+    marks the real entries (padding points at position 0).
+    """
+    ids, counts = torch.unique(targets, return_counts=True)
+    width = int(counts.max()) if counts.numel() else 0
+    rank = rank_within_clusters(torch.arange(len(targets), device=targets.device), targets)
+    group = torch.searchsorted(ids, targets)
+    index = torch.zeros(len(ids), width, dtype=torch.long, device=targets.device)
+    mask = torch.zeros(len(ids), width, dtype=torch.bool, device=targets.device)
+    index[group, rank] = torch.arange(len(targets), device=targets.device)
+    mask[group, rank] = True
+    return index, mask, ids

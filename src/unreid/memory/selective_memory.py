@@ -86,6 +86,24 @@ class SelectiveClusterMemory(ClusterMemory):
             step = positions[ranks == r]  # distinct clusters at one rank
             self._momentum_step(targets[step], x[step])
 
+    @torch.no_grad()
+    def update_lowest(self, x: Tensor, targets: Tensor, scores: Tensor, k: int = 1) -> None:
+        """Momentum steps from the k lowest-``scores`` instances of each cluster, lowest first.
+
+        The ranking comes from outside (e.g. CSA+HPS ranks by negated dispersion).
+        """
+        self._check_features(x, "x")
+        targets = self._check_targets(targets, x.shape[0])
+        if scores.shape != targets.shape:
+            raise ValueError(
+                f"scores must be (B,) = {tuple(targets.shape)}, found {tuple(scores.shape)}"
+            )
+        positions, ranks = least_similar_per_cluster(scores.to(targets.device), targets, k)
+        x = F.normalize(x.detach().to(self.bank.dtype), dim=1)
+        for r in range(int(ranks.max()) + 1 if ranks.numel() else 0):
+            step = positions[ranks == r]
+            self._momentum_step(targets[step], x[step])
+
     def _apply_update(self, x: Tensor, targets: Tensor) -> None:
         positions, ranks = self.select(x, targets)
         self.update_selected(x, targets, positions, ranks)
