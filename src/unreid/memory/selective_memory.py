@@ -82,8 +82,12 @@ class SelectiveClusterMemory(ClusterMemory):
             clusters = counts.nonzero().flatten()
             self._momentum_step(clusters, sums[clusters] / counts[clusters, None].to(x.dtype))
             return
-        for r in range(int(ranks.max()) + 1):
-            step = positions[ranks == r]  # distinct clusters at one rank
+        self._steps_by_rank(x, targets, positions, ranks)
+
+    def _steps_by_rank(self, x: Tensor, targets: Tensor, positions: Tensor, ranks: Tensor) -> None:
+        """One momentum step per rank, rank 0 first; clusters are distinct within a rank."""
+        for r in range(int(ranks.max()) + 1 if ranks.numel() else 0):
+            step = positions[ranks == r]
             self._momentum_step(targets[step], x[step])
 
     @torch.no_grad()
@@ -99,10 +103,9 @@ class SelectiveClusterMemory(ClusterMemory):
                 f"scores must be (B,) = {tuple(targets.shape)}, found {tuple(scores.shape)}"
             )
         positions, ranks = least_similar_per_cluster(scores.to(targets.device), targets, k)
-        x = F.normalize(x.detach().to(self.bank.dtype), dim=1)
-        for r in range(int(ranks.max()) + 1 if ranks.numel() else 0):
-            step = positions[ranks == r]
-            self._momentum_step(targets[step], x[step])
+        self._steps_by_rank(
+            F.normalize(x.detach().to(self.bank.dtype), dim=1), targets, positions, ranks
+        )
 
     def _apply_update(self, x: Tensor, targets: Tensor) -> None:
         positions, ranks = self.select(x, targets)
