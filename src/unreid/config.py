@@ -36,6 +36,11 @@ class DataConfig:
     holdout_ids: int = 0
     # Decode the training images once and keep them in memory (small sets only).
     cache_images: bool = False
+    # Unsupervised domain adaptation (method=spcl_uda): a labelled source dataset
+    # trained beside the unlabelled target `dataset`; "" = none. Its root
+    # defaults to `root`.
+    source: str = ""
+    source_root: str = ""
 
 
 @dataclass
@@ -45,6 +50,9 @@ class ModelConfig:
     pretrained: str = "imagenet"
     pooling: str = "avg"
     last_stride: int = 1
+    # Domain-specific BatchNorm (SpCL's DSBN): every BN layer keeps source and
+    # target statistics apart; evaluation uses the target ones. UDA only.
+    dsbn: bool = False
 
 
 @dataclass
@@ -147,6 +155,38 @@ class CSAHPSConfig:
 
 
 @dataclass
+class CAPConfig:
+    """Camera-aware proxies (Wang et al., AAAI 2021) on Cluster Contrast; see methods/cap.py.
+
+    The cluster-level ClusterNCE term takes its settings from `cluster_contrast`.
+    """
+
+    temperature: float = 0.07
+    # Proxy memory momentum (weight of the OLD row, as everywhere here).
+    momentum: float = 0.2
+    intra_weight: float = 1.0
+    inter_weight: float = 0.5
+    # 0-based epoch from which the inter-camera loss is on (reference: epoch >= 5).
+    inter_start_epoch: int = 5
+    hard_negatives: int = 50
+    # Inter-camera positives: "other_cameras" (the cluster's proxies in cameras
+    # other than the sample's) or "all" (every proxy of the cluster, the sample's
+    # own camera included: the reference code).
+    inter_positives: str = "other_cameras"
+    # Weight of the cluster-level ClusterNCE term; 0 = CAP alone (no cluster memory).
+    cluster_weight: float = 1.0
+
+
+@dataclass
+class SpCLUDAConfig:
+    """SpCL + Cluster Contrast domain adaptation; memory settings from `cluster_contrast`."""
+
+    # Source class rows: "carry" (extracted once, then moved by momentum updates
+    # across epochs: SpCL) or "refresh" (re-extracted from the source set each epoch).
+    source_centroids: str = "carry"
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 50
     iters: int = 200
@@ -189,6 +229,8 @@ class Config:
     hhcl: HHCLConfig = field(default_factory=HHCLConfig)
     gcl_scl: GCLSCLConfig = field(default_factory=GCLSCLConfig)
     csa_hps: CSAHPSConfig = field(default_factory=CSAHPSConfig)
+    cap: CAPConfig = field(default_factory=CAPConfig)
+    spcl_uda: SpCLUDAConfig = field(default_factory=SpCLUDAConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -236,6 +278,23 @@ class Config:
             ("cluster.ivf_nprobe", c.ivf_nprobe >= 1, "must be >= 1"),
             ("cluster.method", c.method in ("dbscan", "infomap"), "must be 'dbscan' or 'infomap'"),
             ("data.holdout_ids", self.data.holdout_ids >= 0, "must be >= 0"),
+            (
+                "data.source",
+                bool(self.data.source) == (self.method == "spcl_uda"),
+                "must name a labelled source dataset exactly when method=spcl_uda "
+                f"(method is {self.method!r})",
+            ),
+            (
+                "model.dsbn",
+                not self.model.dsbn or bool(self.data.source),
+                "needs a source domain (data.source) to keep statistics apart from",
+            ),
+            (
+                "train.batch_size",
+                not self.data.source or t.batch_size % (2 * t.num_instances) == 0,
+                f"must be a multiple of 2 x train.num_instances ({2 * t.num_instances}) for "
+                "domain adaptation: half source, half target",
+            ),
         ]
         for key, ok, message in checks:
             if not ok:

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from unreid.checkpoint import load_checkpoint, load_matching, save_checkpoint
 from unreid.config import Config, dump_config
 from unreid.data.datasets import load_dataset
+from unreid.data.domain_batches import MixedDomainBatches, single_domain
 from unreid.data.image_dataset import ImageDataset
 from unreid.data.samplers import PKSampler
 from unreid.data.samples import Sample
@@ -32,6 +34,7 @@ from unreid.data.transforms import train_transform
 from unreid.evaluation import RankingMetrics, evaluate_features
 from unreid.features import extract_features
 from unreid.methods import Batch, Method, build_method
+from unreid.models.dsbn import ALL_ROWS, convert_to_dsbn, source_rows
 from unreid.models.reid_model import ReidModel, build_model
 from unreid.pseudo_labels import PseudoLabels, cluster_features
 from unreid.pseudo_labels.infomap_clustering import infomap_labels
@@ -129,7 +132,8 @@ def make_pseudo_labels(cfg: Config, features: torch.Tensor, samples: list[Sample
 def train_one_epoch(
     model: ReidModel,
     method: Method,
-    loader: DataLoader,
+    steps: Iterable[tuple[torch.Tensor, torch.Tensor, int]],
+    num_steps: int,
     labels: torch.Tensor,
     cameras: torch.Tensor,
     optimizer: torch.optim.Optimizer,
@@ -137,16 +141,20 @@ def train_one_epoch(
     desc: str,
     progress: bool,
 ) -> dict[str, float]:
+    """One pass over `steps` of (images, indexes, source_count); labels/cameras by index."""
     model.train()
     method.train()
     totals: dict[str, float] = {}
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
-    for images, indexes in bar:
+    bar = tqdm(steps, total=num_steps, desc=desc, leave=False, disable=not progress)
+    for images, indexes, source_count in bar:
+        with source_rows(model, source_count):  # domain-specific BN, if any
+            features = model(images.to(device, non_blocking=True))
         batch = Batch(
-            features=model(images.to(device, non_blocking=True)),
+            features=features,
             targets=labels[indexes].to(device),
             cameras=cameras[indexes].to(device),
             indexes=indexes.to(device),
+            source_count=source_count,
         )
         losses = method.losses(batch)
         loss = sum(losses.values())
@@ -158,7 +166,61 @@ def train_one_epoch(
         for name, value in losses.items():
             totals[name] = totals.get(name, 0.0) + value.item()
         bar.set_postfix(loss=f"{loss.item():.3f}")
-    return {name: total / len(loader) for name, total in totals.items()}
+    return {name: total / num_steps for name, total in totals.items()}
+
+
+def pk_loader(
+    samples: ImageDataset,
+    labels: Any,
+    cameras: torch.Tensor,
+    batch_size: int,
+    cfg: Config,
+    epoch: int,
+    device: torch.device,
+    stream: int = 0,
+) -> DataLoader:
+    """`cfg.train.iters` P×K batches over `samples` by `labels` (-1 never drawn)."""
+    sampler = PKSampler(
+        labels,
+        cameras.tolist(),
+        cfg.train.num_instances,
+        batch_size,
+        cfg.train.iters,
+        seed=cfg.train.seed + stream,
+    )
+    sampler.set_epoch(epoch)
+    return DataLoader(
+        samples,
+        batch_sampler=sampler,
+        num_workers=cfg.data.workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def load_source(cfg: Config) -> tuple[list[Sample], np.ndarray]:
+    """The labelled source training set and its class ids relabelled 0..C_s-1."""
+    root = cfg.data.source_root or cfg.data.root
+    source = load_dataset(cfg.data.source, root)
+    if not source.train_is_labelled:
+        raise ValueError(
+            f"data.source={cfg.data.source!r} ({root}): the source domain needs identity labels "
+            "on every training image"
+        )
+    _, ids = np.unique([s.pid for s in source.train], return_inverse=True)
+    log.info("source domain: %s", source.summary())
+    return source.train, ids.astype(np.int64)
+
+
+def check_cameras(method: Method, samples: list[Sample], dataset: str) -> None:
+    if not method.requires_cameras:
+        return
+    cams = sorted({s.camera for s in samples})
+    if len(cams) < 2 or cams[0] < 0:
+        raise ValueError(
+            f"method={method.name!r} needs camera ids: it splits clusters by camera, but the "
+            f"training set of {dataset!r} has camera ids {cams[:10]} (at least two distinct "
+            "ids >= 0 are needed). Use a loader that reads cameras, or another method."
+        )
 
 
 @dataclass
@@ -213,8 +275,14 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
     true_ids = [s.pid for s in train_samples] if dataset.train_is_labelled else None
     cameras = torch.tensor([s.camera for s in train_samples])
 
-    model = build_model(cfg.model).to(device)
+    source_train, source_ids = load_source(cfg) if cfg.data.source else ([], np.zeros(0, int))
+
+    model = build_model(cfg.model)
+    if cfg.model.dsbn:
+        log.info("domain-specific BN: %d BatchNorm layers split", convert_to_dsbn(model))
+    model = model.to(device)
     method = build_method(cfg, model.feature_dim).to(device)
+    check_cameras(method, train_samples, cfg.data.dataset)
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.train.step_size, cfg.train.gamma)
@@ -237,9 +305,10 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
         log.info("epoch 0 (untrained)%s", _fmt_metrics("test ", m))
         run_log.write({"epoch": 0, "test": _metrics_record(m)})
 
-    train_set = ImageDataset(
-        train_samples, train_transform(cfg.data.height, cfg.data.width), cfg.data.cache_images
-    )
+    transform = train_transform(cfg.data.height, cfg.data.width)
+    train_set = ImageDataset(train_samples, transform, cfg.data.cache_images)
+    source_set = ImageDataset(source_train, transform, cfg.data.cache_images)
+    source_cameras = torch.tensor([s.camera for s in source_train], dtype=torch.long)
     test_m = val_m = None
     for epoch in range(state.epoch, cfg.train.epochs):
         started = time.time()
@@ -269,31 +338,44 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
                 f"(cluster.eps={cfg.cluster.eps}, min_samples={cfg.cluster.min_samples}); "
                 "raise eps or check the features"
             )
-        # 3. memories from this epoch's clusters
+        # 3. memories from this epoch's clusters (and, adapting domains, the source classes)
+        if source_train and method.wants_source_features(epoch):
+            with source_rows(model, ALL_ROWS):  # the source statistics, under DSBN
+                source_features = extract_features(
+                    model,
+                    source_train,
+                    cfg.data.height,
+                    cfg.data.width,
+                    cfg.train.extract_batch_size,
+                    cfg.data.workers,
+                    device,
+                    desc=f"extract source {epoch + 1}",
+                    progress=progress,
+                )
+            method.start_source(source_features.to(device), torch.from_numpy(source_ids))
+            del source_features
         method.start_epoch(epoch, features.to(device), labels, cameras)
-        # 4. P×K batches over the clustered images, a fixed number per epoch
-        sampler = PKSampler(
-            labels.labels,
-            cameras.tolist(),
-            cfg.train.num_instances,
-            cfg.train.batch_size,
-            cfg.train.iters,
-            seed=cfg.train.seed,
-        )
-        sampler.set_epoch(epoch)
-        loader = DataLoader(
-            train_set,
-            batch_sampler=sampler,
-            num_workers=cfg.data.workers,
-            pin_memory=device.type == "cuda",
-        )
+        # 4. P×K batches over the clustered images, a fixed number per epoch;
+        #    adapting domains, each batch is half source (true ids), half target
+        half = cfg.train.batch_size // 2 if source_train else cfg.train.batch_size
+        target_loader = pk_loader(train_set, labels.labels, cameras, half, cfg, epoch, device)
+        steps: Iterable = single_domain(target_loader)
         target_of = torch.tensor(labels.labels, dtype=torch.long)
+        camera_of = cameras
+        if source_train:
+            source_loader = pk_loader(
+                source_set, source_ids, source_cameras, half, cfg, epoch, device, stream=1
+            )
+            steps = MixedDomainBatches(source_loader, target_loader, len(source_train))
+            target_of = torch.cat([torch.from_numpy(source_ids), target_of])
+            camera_of = torch.cat([source_cameras, cameras])
         losses = train_one_epoch(
             model,
             method,
-            loader,
+            steps,
+            cfg.train.iters,
             target_of,
-            cameras,
+            camera_of,
             optimizer,
             device,
             f"train {epoch + 1}/{cfg.train.epochs}",

@@ -56,6 +56,8 @@ def test_registry_lists_every_format() -> None:
         "msmt17",
         "personx",
         "synthetic",
+        "veri",
+        "veri776",
     ]
 
 
@@ -339,6 +341,91 @@ def test_personx_camera_remap(tmp_path: Path) -> None:
     with pytest.raises(DatasetLayoutError, match="one of 3, 4, 8, 10, 11, 12") as info:
         load_dataset("personx", tmp_path)
     assert "0002_c5s1_0003.jpg" in str(info.value)
+
+
+# --------------------------------------------------------------------------- VeRi-776
+
+
+def veri_tree(base: Path) -> Path:
+    touch(
+        base / "image_train",
+        "0001_c001_00016450_0.jpg",
+        "0001_c020_00016460_1.jpg",
+        "0776_c010_00000123_0.jpg",
+    )
+    touch(base / "image_query", "0002_c002_00030600_0.jpg")
+    touch(base / "image_test", "0002_c003_00084280_0.jpg", "-1_c004_00000001_0.jpg")
+    touch(base, "name_train.txt", "train_label.xml", "gt_index.txt")  # present, not needed
+    return base
+
+
+@pytest.mark.parametrize("name", ["veri", "VeRi776"])
+def test_veri_parses_vehicle_camera_frame(tmp_path: Path, name: str) -> None:
+    base = veri_tree(tmp_path / "VeRi")
+    dataset, report = load_dataset_with_report(name, tmp_path)
+    assert dataset.name == "veri" and dataset.root == str(base)
+    assert [(Path(s.path).name, s.pid, s.camera, s.frame) for s in dataset.train] == [
+        ("0001_c001_00016450_0.jpg", 1, 0, 16450),
+        ("0001_c020_00016460_1.jpg", 1, 19, 16460),
+        ("0776_c010_00000123_0.jpg", 776, 9, 123),
+    ]
+    assert [(s.pid, s.camera, s.frame) for s in dataset.query] == [(2, 1, 30600)]
+    assert [(s.pid, s.camera) for s in dataset.gallery] == [(2, 2)]
+    assert report["gallery"]["junk"] == 1 and report["gallery"]["images"] == 1
+    assert report["train"] == {
+        "images": 3,
+        "junk": 0,
+        "distractors": 0,
+        "ignored_files": 0,
+        "missing": 0,
+    }
+
+
+@pytest.mark.parametrize("folder", ["VeRi", "veri/VeRi", "veri", "."])
+def test_veri_root_may_be_dataset_or_parent(tmp_path: Path, folder: str) -> None:
+    base = veri_tree(tmp_path / folder)
+    dataset, _ = load_dataset_with_report("veri", tmp_path)
+    assert Path(dataset.root) == base.absolute()
+    assert len(dataset.train) == 3 and dataset.has_test_split
+
+
+def test_veri_bad_name_is_reported_with_count_and_pattern(tmp_path: Path) -> None:
+    base = veri_tree(tmp_path / "VeRi")
+    touch(base / "image_train", "0001_c001_00016450.jpg", "car_c1.jpg", "notes.txt")
+    with pytest.raises(DatasetLayoutError) as info:
+        load_dataset("veri", tmp_path)
+    message = str(info.value)
+    assert message.startswith("veri: 2 image file(s)")
+    assert str(base / "image_train" / "car_c1.jpg") in message
+    assert "0001_c001_00016450_0.jpg" in message  # the example name
+    assert "<vehicle id>_c<camera>_<frame>_<index>.jpg" in message
+
+
+@pytest.mark.parametrize("camera", ["c000", "c021"])
+def test_veri_camera_outside_1_to_20(tmp_path: Path, camera: str) -> None:
+    base = veri_tree(tmp_path / "VeRi")
+    touch(base / "image_test", f"0002_{camera}_00000001_0.jpg")
+    with pytest.raises(DatasetLayoutError, match=r"outside 1\.\.20") as info:
+        load_dataset("veri", tmp_path)
+    assert f"0002_{camera}_00000001_0.jpg" in str(info.value)
+
+
+def test_veri_missing_folder_names_expected_layout(tmp_path: Path) -> None:
+    base = veri_tree(tmp_path / "VeRi")
+    (base / "image_test").rename(base / "image_gallery")
+    with pytest.raises(DatasetLayoutError) as info:
+        load_dataset("veri", tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"veri: expected folder {base / 'image_test'}")
+    assert "image_train/, image_query/, image_test/" in message
+    assert "image_gallery/" in message
+
+
+def test_veri_nothing_there_mentions_tried_names(tmp_path: Path) -> None:
+    touch(tmp_path, "readme.txt")
+    with pytest.raises(DatasetLayoutError, match="VeRi/") as info:
+        load_dataset("veri776", tmp_path)
+    assert str(tmp_path / "image_train") in str(info.value)
 
 
 # --------------------------------------------------------------------------- folder

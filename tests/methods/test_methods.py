@@ -15,13 +15,17 @@ D = 8
 
 
 def setup(method: str, *overrides: str):
+    source = ["data.source=market1501"] if method == "spcl_uda" else []
     cfg = load_config(
-        None, [f"method={method}", "train.num_instances=2", "train.batch_size=4", *overrides]
+        None,
+        [f"method={method}", "train.num_instances=2", "train.batch_size=4", *source, *overrides],
     )
     g = torch.Generator().manual_seed(0)
     feats = F.normalize(torch.randn(12, D, generator=g), dim=1)
     labels = PseudoLabels(torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, -1, 1, 0]).numpy())
     m = build_method(cfg, D)
+    if m.wants_source_features(0):  # domain adaptation: the same 12 rows as a 4-class source
+        m.start_source(feats, torch.arange(12) % 4)
     m.start_epoch(0, feats, labels, torch.zeros(12, dtype=torch.long))
     return cfg, m, feats, labels
 

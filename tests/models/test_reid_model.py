@@ -70,3 +70,17 @@ def test_offline_imagenet_fails_fast_with_instructions(monkeypatch, tmp_path):
     message = str(info.value)
     assert "resnet18-f37072fd.pth" in message and str(tmp_path) in message
     assert "model.pretrained=none" in message
+
+
+def test_pre_041_file_without_bn_counters_and_a_training_save_load(tmp_path):
+    """torchvision's V1 files have no `num_batches_tracked`; old `.pth.tar` saves wrap a
+    `state_dict` beside other entries."""
+    source = torchvision.models.resnet18(weights=None)
+    state = {k: v for k, v in source.state_dict().items() if "num_batches_tracked" not in k}
+    state["layer3.1.bn2.running_var"] = torch.rand(256) + 0.5  # not the init value
+    path = tmp_path / "old.pth.tar"
+    torch.save({"state_dict": state, "epoch": 90, "best_prec1": 77.1}, path)
+    model = build_model(ModelConfig(arch="resnet18", pretrained=str(path)))
+    torch.testing.assert_close(
+        model.backbone.layer3[1].bn2.running_var, state["layer3.1.bn2.running_var"]
+    )

@@ -10,8 +10,9 @@ the public releases, so they are counted rather than fatal; anything that means 
 not what we think it is (a badly named image, an unknown camera, a listed file that is not on
 disk) raises `DatasetLayoutError` naming the dataset, the path and what was expected.
 
-Supported names (see `available_datasets`): market1501, dukemtmcreid, msmt17, personx, folder,
-synthetic. The docstrings of the `load_*` functions record the layout facts each one relies on.
+Supported names (see `available_datasets`): market1501, dukemtmcreid, msmt17, personx, veri
+(alias veri776), folder, synthetic. The docstrings of the `load_*` functions record the layout
+facts each one relies on.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ _MARKET_SPLITS = (
     ("query", "query"),
     ("gallery", "bounding_box_test"),
 )
-_MARKET_LAYOUT = "bounding_box_train/, query/, bounding_box_test/"
 _MAX_LISTED = 5
 _MAX_FOUND = 20
 
@@ -163,6 +163,13 @@ DUKE_FORMAT = NameFormat(
     cameras=_camera_range(1, 8),
     expected="<pid>_c<camera>_f<frame>.jpg",
 )
+VERI_FORMAT = NameFormat(
+    dataset="veri",
+    pattern=re.compile(r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_(?P<frame>\d+)_\d+"),
+    example="0001_c001_00016450_0.jpg",
+    cameras=_camera_range(1, 20),
+    expected="<vehicle id>_c<camera>_<frame>_<index>.jpg",
+)
 # Only pid and camera are fixed in these releases; the rest of the name varies, so no frame.
 _PID_CAM_PATTERN = re.compile(r"(?P<pid>-1|\d+)_c(?P<cam>\d+)(?:\D.*)?")
 MSMT17_MARKET_FORMAT = NameFormat(
@@ -243,19 +250,28 @@ def scan_image_folder(folder: str | Path, fmt: NameFormat) -> tuple[list[Sample]
 
 
 def _load_market_style(
-    root: Path, fmt: NameFormat, candidates: Sequence[str]
+    root: Path,
+    fmt: NameFormat,
+    candidates: Sequence[str],
+    split_dirs: Sequence[tuple[str, str]] = _MARKET_SPLITS,
 ) -> tuple[ReidDataset, LoadReport]:
-    markers = [sub for _, sub in _MARKET_SPLITS]
+    markers = [sub for _, sub in split_dirs]
     base = _locate(root, fmt.dataset, candidates, markers)
-    return _load_market_dirs(base, fmt, looked_for=candidates if base == root else ())
+    looked_for = candidates if base == root else ()
+    return _load_market_dirs(base, fmt, looked_for, split_dirs)
 
 
 def _load_market_dirs(
-    base: Path, fmt: NameFormat, looked_for: Sequence[str] = ()
+    base: Path,
+    fmt: NameFormat,
+    looked_for: Sequence[str] = (),
+    split_dirs: Sequence[tuple[str, str]] = _MARKET_SPLITS,
 ) -> tuple[ReidDataset, LoadReport]:
+    """One flat folder per split; `split_dirs` maps train/query/gallery to folder names."""
+    layout = ", ".join(sub + "/" for _, sub in split_dirs)
     splits: dict[str, list[Sample]] = {}
     report: LoadReport = {}
-    for split, sub in _MARKET_SPLITS:
+    for split, sub in split_dirs:
         folder = base / sub
         if not folder.is_dir():
             also = (
@@ -264,7 +280,7 @@ def _load_market_dirs(
                 else ""
             )
             raise DatasetLayoutError(
-                f"{fmt.dataset}: expected folder {folder} (layout: {_MARKET_LAYOUT}); "
+                f"{fmt.dataset}: expected folder {folder} (layout: {layout}); "
                 f"found in {base}: {_found_in(base)}{also}"
             )
         splits[split], report[split] = scan_image_folder(folder, fmt)
@@ -315,6 +331,25 @@ def load_personx(root: str | Path) -> tuple[ReidDataset, LoadReport]:
     """
     candidates = ("PersonX", "personx/PersonX", "subset1", "personx/subset1", "personx")
     return _load_market_style(_absolute(root), PERSONX_FORMAT, candidates)
+
+
+_VERI_SPLITS = (("train", "image_train"), ("query", "image_query"), ("gallery", "image_test"))
+
+
+def load_veri(root: str | Path) -> tuple[ReidDataset, LoadReport]:
+    """VeRi-776 (vehicles; registry names `veri` and `veri776`).
+
+    Layout: image_train/, image_query/, image_test/ (the gallery) directly under `root` or
+    under `VeRi/`, `veri/VeRi/` (Cluster Contrast's `data/veri/VeRi/`) or `veri/` (fast-reid).
+    Names like `0001_c001_00016450_0.jpg` = vehicle id 1, camera c001 (of 1..20, stored
+    0-based), frame 16450, then an index we do not use. pid -1 is junk (dropped, counted) as
+    in the reference loaders. The release's name_*.txt lists, gt_index/jk_index, xml labels
+    and track files are not read: the reference loaders only list the image folders, and
+    evaluation uses the Market protocol as they do (per query, gallery images of the same
+    vehicle from the same camera are removed).
+    """
+    candidates = ("VeRi", "veri/VeRi", "veri")
+    return _load_market_style(_absolute(root), VERI_FORMAT, candidates, _VERI_SPLITS)
 
 
 def load_synthetic(root: str | Path) -> tuple[ReidDataset, LoadReport]:
@@ -632,6 +667,8 @@ _REGISTRY: dict[str, Loader] = {
     "dukemtmcreid": load_dukemtmcreid,
     "msmt17": load_msmt17,
     "personx": load_personx,
+    "veri": load_veri,
+    "veri776": load_veri,
     "folder": load_folder,
     "synthetic": load_synthetic,
 }

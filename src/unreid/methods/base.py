@@ -6,6 +6,11 @@ engine calls, per epoch: `clustering_features` (what the clusterer sees; the
 raw features unless the method refines them), `start_epoch` (after
 clustering), then per batch `losses` → optimizer step → `update_memories`
 (explicit, under no_grad).
+
+Domain adaptation adds a labelled source set: when `wants_source_features`
+says so, the engine extracts the source images and calls `start_source`
+before `start_epoch`, and each batch holds `source_count` source samples
+ahead of the target ones.
 """
 
 from __future__ import annotations
@@ -28,15 +33,20 @@ class Batch:
     features: torch.Tensor  # (B, D) model output, L2-normalised, with grad
     targets: torch.Tensor  # (B,) pseudo label (cluster id, 0..C-1)
     cameras: torch.Tensor  # (B,) camera id
-    indexes: torch.Tensor  # (B,) index into the epoch's training samples
+    indexes: torch.Tensor  # (B,) index into the epoch's training samples (source ones first)
     # what `losses` computed and `update_memories` reuses (e.g. GCL's x_hat)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    # domain adaptation: the first `source_count` rows are labelled source samples,
+    # whose `targets` are source class ids and `cameras` source cameras
+    source_count: int = 0
 
 
 class Method(nn.Module):
     """Base class: `nn.Module` so extra trainable parts and memories move and save together."""
 
     name = "base"
+    # The engine refuses a training set with fewer than two cameras for such a method.
+    requires_cameras = False
 
     def clustering_features(
         self, epoch: int, features: torch.Tensor, samples: list[Sample]
@@ -48,6 +58,13 @@ class Method(nn.Module):
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
     ) -> None:
         """Rebuild memories from this epoch's features (N, D) and pseudo labels."""
+
+    def wants_source_features(self, epoch: int) -> bool:
+        """Whether the engine should extract the source set before this epoch (UDA only)."""
+        return False
+
+    def start_source(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Source features (N_s, D) and class ids (N_s,), when `wants_source_features`."""
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -3,7 +3,9 @@
 Last stride 1 doubles the final feature map (16×8 for 256×128 input), which
 every reference recipe uses. The BatchNorm neck has a frozen bias, as in the
 reference code, and the output is L2-normalised in training and evaluation so
-memory banks and retrieval see the same unit vectors.
+memory banks and retrieval see the same unit vectors. Trunks: torchvision's
+ResNet-18/50 and IBN-ResNet-50-a (`ibn_resnet.py`, torchvision's ResNet-50 with
+IBN norms, so the stride and feature-map code below serves all three).
 """
 
 from __future__ import annotations
@@ -15,10 +17,24 @@ from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from unreid.config import ModelConfig
+from unreid.models.ibn_resnet import ibn_a_imagenet_state_dict, resnet50_ibn_a
 from unreid.models.pooling import build_pooling
 from unreid.models.weights import imagenet_state_dict, load_backbone_weights, read_state_dict
 
-ARCHS = {"resnet18": (resnet18, 512), "resnet50": (resnet50, 2048)}
+ARCHS = {
+    "resnet18": (resnet18, 512),
+    "resnet50": (resnet50, 2048),
+    "resnet50_ibn_a": (resnet50_ibn_a, 2048),
+}
+# Archs whose ImageNet weights torchvision does not serve: read from the hub cache instead.
+CACHED_IMAGENET = {"resnet50_ibn_a": ibn_a_imagenet_state_dict}
+
+
+def imagenet_weights(arch: str) -> dict[str, torch.Tensor]:
+    """torchvision's download for plain ResNets, the hub-cache file for the others."""
+    if arch in CACHED_IMAGENET:
+        return CACHED_IMAGENET[arch]()
+    return imagenet_state_dict(arch)
 
 
 def set_last_stride(net: ResNet, stride: int) -> None:
@@ -44,7 +60,7 @@ class ReidModel(nn.Module):
         factory, dim = ARCHS[cfg.arch]
         self.backbone = factory(weights=None)
         if cfg.pretrained == "imagenet":
-            load_backbone_weights(self.backbone, imagenet_state_dict(cfg.arch), "imagenet")
+            load_backbone_weights(self.backbone, imagenet_weights(cfg.arch), "imagenet")
         elif cfg.pretrained != "none":
             load_backbone_weights(self.backbone, read_state_dict(cfg.pretrained), cfg.pretrained)
         set_last_stride(self.backbone, cfg.last_stride)

@@ -70,8 +70,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several unrelated types for a bad file
         raise PretrainedWeightsError(f"{path}: not a readable torch weights file ({err})") from err
-    if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
-        data = data["model"]  # an unreid checkpoint
+    for key in ("model", "state_dict"):  # an unreid checkpoint; a `.pth.tar` training save
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+            break
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise PretrainedWeightsError(f"{path}: expected a state dict of tensors")
     return data
@@ -86,7 +88,9 @@ def load_backbone_weights(backbone: nn.Module, state: dict[str, torch.Tensor], s
         }
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = {k: v for k, v in backbone.state_dict().items() if not k.startswith("fc.")}
-    missing = sorted(k for k in own if k not in state)
+    # Files saved before PyTorch 0.4.1 (torchvision's V1 ResNets among them) have no
+    # BN `num_batches_tracked` counters; load_state_dict leaves those at 0, harmlessly.
+    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
     unexpected = sorted(k for k in state if k not in own)
     mismatched = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
     if missing or unexpected or mismatched:

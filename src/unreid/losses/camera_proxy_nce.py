@@ -1,0 +1,125 @@
+"""CAP's two proxy losses (Wang et al., AAAI 2021) as pure functions.
+
+Both read a bank of camera-aware proxies (rows = (cluster, camera) pairs, see
+memory/camera_proxy_memory.py) and reduce as the reference does: a mean over
+the batch samples of each camera, summed over the cameras present in the
+batch. A batch spanning six cameras therefore weighs about six times a plain
+per-sample mean; that is the published recipe the weights were tuned with.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["intra_camera_nce", "inter_camera_nce"]
+
+_POSITIVES = ("other_cameras", "all")
+
+
+def _per_camera_sum(values: Tensor, cameras: Tensor, valid: Tensor) -> Tensor:
+    """Σ over cameras of the mean of `values` over that camera's valid samples."""
+    cams = torch.where(valid, cameras, -1)
+    _, slot, counts = torch.unique(cams, return_inverse=True, return_counts=True)
+    weights = valid.to(values.dtype) / counts[slot].to(values.dtype)
+    return (torch.where(valid, values, 0.0) * weights).sum()
+
+
+def _check(x: Tensor, bank: Tensor, n: int, **named: Tensor) -> None:
+    if x.dim() != 2 or bank.dim() != 2 or bank.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"x must be (B, D) and bank (P, D) with the same D; found {tuple(x.shape)} and "
+            f"{tuple(bank.shape)}"
+        )
+    if bank.shape[0] == 0:
+        raise ValueError("the proxy bank is empty")
+    for name, t in named.items():
+        expected = (n,) if name in ("targets", "cameras", "proxy_rows") else (bank.shape[0],)
+        if t.shape != expected:
+            raise ValueError(f"{name} must have shape {expected}, found {tuple(t.shape)}")
+
+
+def intra_camera_nce(
+    x: Tensor,
+    proxy_rows: Tensor,
+    cameras: Tensor,
+    bank: Tensor,
+    proxy_camera: Tensor,
+    temperature: float = 0.07,
+) -> Tensor:
+    """Cross-entropy of each sample against the proxies of its own camera only.
+
+    `proxy_rows` is each sample's own proxy row; the softmax runs over the rows
+    whose `proxy_camera` equals the sample's camera, so identities are told
+    apart within a camera without fighting the camera's own style.
+    """
+    _check(x, bank, x.shape[0], proxy_rows=proxy_rows, cameras=cameras, proxy_camera=proxy_camera)
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, found {temperature}")
+    if bool((proxy_camera[proxy_rows] != cameras).any()):
+        raise ValueError("a sample's proxy row belongs to another camera")
+    logits = F.normalize(x, dim=1) @ bank.to(x.dtype).T / temperature
+    other_camera = proxy_camera.view(1, -1) != cameras.view(-1, 1)
+    logits = logits.masked_fill(other_camera, float("-inf"))
+    ce = F.cross_entropy(logits, proxy_rows, reduction="none")
+    return _per_camera_sum(ce, cameras, torch.ones_like(cameras, dtype=torch.bool))
+
+
+def inter_camera_nce(
+    x: Tensor,
+    targets: Tensor,
+    cameras: Tensor,
+    bank: Tensor,
+    proxy_cluster: Tensor,
+    proxy_camera: Tensor,
+    temperature: float = 0.07,
+    hard_negatives: int = 50,
+    positives: str = "other_cameras",
+) -> Tensor:
+    """Pull a sample to its cluster's proxies in other cameras, against the hardest others.
+
+    Per sample, with P its positive proxies and Q the `hard_negatives` proxies of
+    other clusters most similar to it (chosen on detached similarities):
+
+        loss = -1/|P| Σ_{p∈P} log( exp(s_p/τ) / Σ_{u ∈ P ∪ Q} exp(s_u/τ) )
+
+    `positives="all"` counts the sample's own-camera proxy as a positive too
+    (the reference code); with `"other_cameras"` a cluster seen by one camera
+    only gives its samples no term, and the own-camera proxy is neither
+    positive nor negative.
+    """
+    _check(
+        x,
+        bank,
+        x.shape[0],
+        targets=targets,
+        cameras=cameras,
+        proxy_cluster=proxy_cluster,
+        proxy_camera=proxy_camera,
+    )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, found {temperature}")
+    if hard_negatives < 1:
+        raise ValueError(f"hard_negatives must be >= 1, found {hard_negatives}")
+    if positives not in _POSITIVES:
+        raise ValueError(f"positives must be one of {_POSITIVES}, found {positives!r}")
+    sims = F.normalize(x, dim=1) @ bank.to(x.dtype).T
+    logits = sims / temperature
+    same = proxy_cluster.view(1, -1) == targets.view(-1, 1)
+    pos = same
+    if positives == "other_cameras":
+        pos = same & (proxy_camera.view(1, -1) != cameras.view(-1, 1))
+    k = min(hard_negatives, bank.shape[0])
+    neg_sims, neg_idx = sims.detach().masked_fill(same, float("-inf")).topk(k, dim=1)
+    neg_logits = logits.gather(1, neg_idx).masked_fill(torch.isinf(neg_sims), float("-inf"))
+    pos_logits = logits.masked_fill(~pos, float("-inf"))
+    n_pos = pos.sum(dim=1)
+    valid = n_pos > 0
+    # rows without a positive get finite dummies: they are dropped below, and an
+    # all -inf logsumexp would send NaN through the backward pass
+    terms = torch.cat([pos_logits, neg_logits], dim=1).masked_fill(~valid.view(-1, 1), 0.0)
+    lse = torch.logsumexp(terms, dim=1, keepdim=True)
+    log_prob = torch.where(pos, logits - lse, 0.0)
+    per_sample = -log_prob.sum(dim=1) / n_pos.clamp(min=1)
+    return _per_camera_sum(per_sample, cameras, valid)

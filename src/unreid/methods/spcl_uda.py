@@ -1,0 +1,109 @@
+"""SpCL + Cluster Contrast: domain adaptation through one unified cluster-level memory.
+
+Cluster Contrast's appendix (§1.2) adopts SpCL's hybrid memory (Ge et al.,
+NeurIPS 2020) at cluster level: rows [0, C_s) are the labelled source
+classes, rows [C_s, C_s + C_t) this epoch's target clusters. Every batch is
+half source, half target, and every sample, whatever its domain, takes the
+ClusterNCE loss against all rows, so target clusters are told apart from
+source identities as well as from each other.
+
+Source rows start as the normalised class means of the source features. By
+default (`spcl_uda.source_centroids=carry`, SpCL's behaviour) they are
+extracted once and then only move with the momentum updates, carried from
+epoch to epoch; `refresh` re-extracts the source set every epoch. Target rows
+are rebuilt from the fresh clusters each epoch, as in Cluster Contrast.
+Outliers leave the epoch (Cluster Contrast), where SpCL kept them as
+one-image classes. Memory settings (update policy, momentum, temperature,
+label smoothing) come from the `cluster_contrast` section.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from unreid.config import Config
+from unreid.losses import cluster_nce
+from unreid.memory import build_cluster_memory
+from unreid.methods.base import Batch, Method, register_method
+from unreid.pseudo_labels import PseudoLabels
+
+
+class SpCLUDA(Method):
+    name = "spcl_uda"
+
+    def __init__(self, cfg: Config, feature_dim: int) -> None:
+        super().__init__()
+        c = cfg.cluster_contrast
+        if c.temperature <= 0:
+            raise ValueError(f"cluster_contrast.temperature must be > 0, got {c.temperature}")
+        if cfg.spcl_uda.source_centroids not in ("carry", "refresh"):
+            raise ValueError(
+                "spcl_uda.source_centroids must be 'carry' or 'refresh', got "
+                f"{cfg.spcl_uda.source_centroids!r}"
+            )
+        self.temperature = c.temperature
+        self.label_smoothing = c.label_smoothing
+        self.refresh = cfg.spcl_uda.source_centroids == "refresh"
+        self.memory = build_cluster_memory(c.memory_update, feature_dim, c.momentum)
+        self.register_buffer("num_source", torch.zeros((), dtype=torch.long))
+        self._fresh_source: torch.Tensor | None = None
+
+    def wants_source_features(self, epoch: int) -> bool:
+        return self.refresh or int(self.num_source) == 0
+
+    def start_source(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        labels = torch.as_tensor(labels, device=features.device, dtype=torch.long)
+        if labels.shape != (features.shape[0],) or labels.numel() == 0 or labels.min() < 0:
+            raise ValueError("source labels must be (N_s,) class ids >= 0, one per feature row")
+        num_classes = int(labels.max()) + 1
+        sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype)
+        sums = sums.to(features.device).index_add_(0, labels, features)
+        if bool((sums.norm(dim=1) == 0).any()):
+            raise ValueError("source class ids must be contiguous 0..C_s-1 (a class has no image)")
+        self._fresh_source = F.normalize(sums, dim=1)
+
+    def start_epoch(
+        self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
+    ) -> None:
+        if self._fresh_source is not None:
+            source = self._fresh_source
+            self._fresh_source = None
+        elif int(self.num_source) > 0:
+            source = self.memory.bank[: int(self.num_source)].clone()  # carried, momentum-moved
+        else:
+            raise RuntimeError("spcl_uda: no source centroids; the engine must call start_source")
+        target = labels.centroids(features).to(source.device, source.dtype)
+        self.memory.reset(torch.cat([source, target]))
+        self.num_source.fill_(source.shape[0])
+
+    def unified_targets(self, batch: Batch) -> torch.Tensor:
+        """Memory rows of the batch: source class ids as they are, target clusters after them."""
+        offset = torch.full_like(batch.targets, int(self.num_source))
+        offset[: batch.source_count] = 0
+        return batch.targets + offset
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss = cluster_nce(
+            batch.features,
+            self.unified_targets(batch),
+            self.memory.bank,
+            temperature=self.temperature,
+            label_smoothing=self.label_smoothing,
+        )
+        return {"cluster_nce": loss}
+
+    @torch.no_grad()
+    def update_memories(self, batch: Batch) -> None:
+        self.memory.update(batch.features.detach(), self.unified_targets(batch))
+
+    def describe(self) -> str:
+        return (
+            f"spcl_uda(unified cluster memory, {int(self.num_source)} source rows, "
+            f"source centroids {'refreshed' if self.refresh else 'carried'}, tau={self.temperature})"
+        )
+
+
+@register_method("spcl_uda")
+def _build(cfg: Config, feature_dim: int) -> Method:
+    return SpCLUDA(cfg, feature_dim)
