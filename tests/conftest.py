@@ -22,3 +22,24 @@ def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     generate_synthetic(root, TINY)
     return root
+
+
+# A second domain for adaptation tests: other people, other scenery, stronger camera styles.
+TINY_B = SynthConfig(
+    ids=24,
+    cameras=2,
+    images_per_id_camera=(2, 3),
+    distractors=0,
+    seed=11,
+    height=96,
+    width=48,
+    scenery_saturation=0.8,
+    colour_cast=0.15,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic_b")
+    generate_synthetic(root, TINY_B)
+    return root

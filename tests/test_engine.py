@@ -160,3 +160,89 @@ def test_csa_hps_runs_in_the_loop(tiny_synthetic, tmp_path):
     summary = train(cfg, progress=False)
     ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pth")
     assert "saa.query" in ckpt["method"] and ckpt["method"]["memory.bank"].shape[1] == 512
+
+
+def test_cap_adds_the_inter_camera_term_from_its_epoch(tiny_synthetic, tmp_path):
+    cfg = tiny_config(
+        tiny_synthetic,
+        tmp_path,
+        "method=cap",
+        "cap.inter_start_epoch=1",
+        "train.epochs=2",
+        "train.iters=2",
+        "eval.every=10",
+    )
+    summary = train(cfg, progress=False)
+    records = [
+        json.loads(x) for x in (Path(summary["run_dir"]) / "log.jsonl").read_text().splitlines()
+    ]
+    losses = [r["losses"] for r in records if "losses" in r]
+    assert set(losses[0]) == {"cluster_nce", "intra_camera"}
+    assert set(losses[1]) == {"cluster_nce", "intra_camera", "inter_camera"}
+    ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pth")
+    assert ckpt["method"]["proxies.rows.bank"].shape[0] >= ckpt["method"]["memory.bank"].shape[0]
+
+
+def test_camera_aware_method_refuses_single_camera_data(tiny_synthetic, tmp_path):
+    import shutil
+
+    from unreid.data.datasets import load_dataset
+
+    cam_dir = tmp_path / "one_camera" / "cam1"
+    cam_dir.mkdir(parents=True)
+    for s in load_dataset("synthetic", tiny_synthetic).train[:40]:
+        shutil.copy(s.path, cam_dir / Path(s.path).name)
+    cfg = tiny_config(
+        tmp_path,
+        tmp_path / "runs",
+        "method=cap",
+        "data.dataset=folder",
+        f"data.root={cam_dir.parent}",
+        "data.holdout_ids=0",
+        "eval.select_best_on=none",
+    )
+    with pytest.raises(ValueError, match="method='cap' needs camera ids.*'folder'"):
+        train(cfg, progress=False)
+
+
+def test_domain_adaptation_mixes_halves_and_extracts_the_source_once(
+    tiny_synthetic, tiny_synthetic_b, tmp_path, monkeypatch
+):
+    from unreid.data.datasets import load_dataset
+    from unreid.methods.spcl_uda import SpCLUDA
+
+    seen, sources = [], []
+    real_losses, real_start = SpCLUDA.losses, SpCLUDA.start_source
+
+    def spy_losses(self, batch):
+        seen.append((batch.source_count, len(batch.features), batch.targets.tolist()))
+        return real_losses(self, batch)
+
+    monkeypatch.setattr(SpCLUDA, "losses", spy_losses)
+    monkeypatch.setattr(
+        SpCLUDA, "start_source", lambda s, f, y: sources.append(len(f)) or real_start(s, f, y)
+    )
+    cfg = tiny_config(
+        tiny_synthetic_b,
+        tmp_path,
+        "method=spcl_uda",
+        "data.source=synthetic",
+        f"data.source_root={tiny_synthetic}",
+        "model.dsbn=true",
+        "data.holdout_ids=0",
+        "train.epochs=2",
+        "train.iters=2",
+        "train.batch_size=16",
+        "eval.every=10",
+    )
+    summary = train(cfg, progress=False)
+    source = load_dataset("synthetic", tiny_synthetic).train
+    assert sources == [len(source)]  # carried after the first epoch
+    assert len(seen) == 4 and all(n == 8 and b == 16 for n, b, _ in seen)
+    n_source_ids = len({s.pid for s in source})
+    assert all(max(t[:8]) < n_source_ids for _, _, t in seen)
+    ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pth")
+    assert int(ckpt["method"]["num_source"]) == n_source_ids
+    assert ckpt["method"]["memory.bank"].shape[0] > n_source_ids
+    assert "neck.source.running_mean" in ckpt["model"]
+    assert summary["final_test"] is not None  # evaluated on the target's test split

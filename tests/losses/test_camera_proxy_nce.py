@@ -55,7 +55,9 @@ def brute_inter(x, targets, cameras, mem, tau, k, positives):
         pos = [r for r in same if positives == "all" or int(mem.proxy_camera[r]) != int(cameras[i])]
         if not pos:
             continue
-        others = sorted((r for r in range(mem.num_proxies) if r not in same), key=lambda r: -sims[r])
+        others = sorted(
+            (r for r in range(mem.num_proxies) if r not in same), key=lambda r: -sims[r]
+        )
         neg = others[:k]
         denom = sum(math.exp(sims[r] / tau) for r in pos + neg)
         loss = -sum(sims[p] / tau - math.log(denom) for p in pos) / len(pos)

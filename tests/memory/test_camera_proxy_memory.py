@@ -59,7 +59,9 @@ def test_update_moves_only_the_samples_own_proxies_in_order():
         r = int(mem.lookup[y, c])
         want[r] = F.normalize(0.2 * want[r] + 0.8 * xi, dim=0)
     torch.testing.assert_close(mem.bank, want)
-    untouched = [r for r in range(mem.num_proxies) if r not in (int(mem.lookup[0, 1]), int(mem.lookup[2, 0]))]
+    untouched = [
+        r for r in range(mem.num_proxies) if r not in (int(mem.lookup[0, 1]), int(mem.lookup[2, 0]))
+    ]
     torch.testing.assert_close(mem.bank[untouched], before[untouched])
 
 

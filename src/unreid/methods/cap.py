@@ -57,7 +57,7 @@ class CameraAwareProxies(ClusterContrast):
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
     ) -> None:
         super().start_epoch(epoch, features, labels, cameras)
-        self.proxies.reset(features, torch.as_tensor(labels.labels), cameras.to(features.device))
+        self.proxies.reset(features, torch.tensor(labels.labels), cameras.to(features.device))
         self.epoch = epoch
 
     @property
