@@ -69,7 +69,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from unreid.engine import train
 
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    # --source/--target: sugar for the domain-adaptation keys, applied before the
+    # explicit overrides so those still win
+    if args.source:
+        overrides.insert(0, f"data.source={args.source}")
+    if args.target:
+        overrides.insert(0, f"data.dataset={args.target}")
+    cfg = load_config(args.config, overrides)
     if args.out:
         cfg.out_dir = str(Path(args.out).parent)
         cfg.name = Path(args.out).name
@@ -216,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", help="checkpoint to resume from (last.pth)")
     p.add_argument("--out", help="run folder (default <out_dir>/<name> from the config)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--source", help="labelled source dataset for domain adaptation (data.source)")
+    p.add_argument("--target", help="unlabelled target dataset (data.dataset)")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
     p.set_defaults(func=cmd_train)
 

@@ -34,7 +34,7 @@ from unreid.data.transforms import train_transform
 from unreid.evaluation import RankingMetrics, evaluate_features
 from unreid.features import extract_features
 from unreid.methods import Batch, Method, build_method
-from unreid.models.dsbn import ALL_ROWS, convert_to_dsbn, source_rows
+from unreid.models.dsbn import ALL_ROWS, source_rows
 from unreid.models.reid_model import ReidModel, build_model
 from unreid.pseudo_labels import PseudoLabels, cluster_features
 from unreid.pseudo_labels.infomap_clustering import infomap_labels
@@ -277,10 +277,7 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
 
     source_train, source_ids = load_source(cfg) if cfg.data.source else ([], np.zeros(0, int))
 
-    model = build_model(cfg.model)
-    if cfg.model.dsbn:
-        log.info("domain-specific BN: %d BatchNorm layers split", convert_to_dsbn(model))
-    model = model.to(device)
+    model = build_model(cfg.model).to(device)
     method = build_method(cfg, model.feature_dim).to(device)
     check_cameras(method, train_samples, cfg.data.dataset)
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]

@@ -3,6 +3,7 @@ import re
 from collections import defaultdict
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -138,3 +139,24 @@ def test_palette_swap_exchanges_top_and_bottom_only():
     b = palette_swap(a)
     assert (b.top, b.bottom) == (a.bottom, a.top)
     assert asdict(b) | {"top": a.top, "bottom": a.bottom} == asdict(a)
+
+
+def test_domain_style_warms_and_darkens_every_camera(tmp_path):
+    base = SynthConfig(
+        ids=4, cameras=2, distractors=0, seed=5, height=32, width=16, jpeg_quality=(95, 95)
+    )
+    styled = SynthConfig(**{**asdict(base), "warmth": 0.3, "exposure": -0.4})
+
+    def mean_rgb(cfg, out):
+        generate_synthetic(out, cfg)
+        pixels = [
+            np.asarray(Image.open(p), dtype=np.float64).reshape(-1, 3)
+            for p in sorted((out / "bounding_box_train").glob("*.jpg"))
+        ]
+        return np.concatenate(pixels).mean(axis=0)
+
+    plain, warm = mean_rgb(base, tmp_path / "a"), mean_rgb(styled, tmp_path / "b")
+    assert warm[0] / warm[2] > 1.4 * plain[0] / plain[2]  # (1.3 / 0.7) before clipping
+    assert warm.mean() < 0.85 * plain.mean()  # exp(-0.4) = 0.67 before the warmth gains
+    with pytest.raises(ValueError, match="warmth"):
+        SynthConfig(warmth=1.0).validate()

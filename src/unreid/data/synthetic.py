@@ -59,6 +59,10 @@ class SynthConfig:
     blur: float = 0.8  # maximum per-camera Gaussian blur radius, output pixels
     noise: float = 4.0  # maximum per-camera sensor noise std, 0..255 scale
     occlusion: float = 0.3  # probability that an image is partly occluded
+    # Domain style, the same for every camera (for domain-adaptation sets): a colour
+    # temperature shift (red gain 1 + w, blue gain 1 - w) and a log-brightness offset.
+    warmth: float = 0.0
+    exposure: float = 0.0
     render_scale: int = 2  # draw at this multiple, then downsample (antialiasing)
 
     def validate(self) -> None:
@@ -74,6 +78,7 @@ class SynthConfig:
             "render_scale must be >= 1": self.render_scale >= 1,
             "occlusion and twin_fraction must be in [0, 1]": 0 <= self.occlusion <= 1
             and 0 <= self.twin_fraction <= 1,
+            "warmth must be in (-1, 1)": -1 < self.warmth < 1,
         }
         bad = [msg for msg, ok in checks.items() if not ok]
         if bad:
@@ -224,6 +229,9 @@ def _render(
     x = np.asarray(canvas, dtype=np.float32) / 255.0
     gain = cam.gain * np.exp(rng.normal(0, 0.08))
     x = np.power(x, cam.gamma) * (gain * cam.cast)
+    if cfg.warmth or cfg.exposure:  # domain style (skipped at 0: default sets keep their bytes)
+        w = cfg.warmth
+        x = x * (np.exp(cfg.exposure) * np.array([1 + w, 1.0, 1 - w], dtype=np.float32))
     grey = x.mean(axis=2, keepdims=True)
     x = grey + (x - grey) * cam.saturation
     x = x * 255.0 + rng.normal(0, cam.noise, x.shape).astype(np.float32)

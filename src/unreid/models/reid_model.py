@@ -17,6 +17,7 @@ from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from unreid.config import ModelConfig
+from unreid.models.dsbn import convert_to_dsbn
 from unreid.models.ibn_resnet import ibn_a_imagenet_state_dict, resnet50_ibn_a
 from unreid.models.pooling import build_pooling
 from unreid.models.weights import imagenet_state_dict, load_backbone_weights, read_state_dict
@@ -71,6 +72,8 @@ class ReidModel(nn.Module):
         nn.init.zeros_(self.neck.bias)
         self.neck.bias.requires_grad_(False)
         self.feature_dim = dim
+        if cfg.dsbn:  # after the weights: both domains start from the same statistics
+            convert_to_dsbn(self)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         b = self.backbone
