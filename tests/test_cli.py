@@ -108,3 +108,16 @@ def test_demo_writes_summary_and_checkpoint_then_eval_reads_it(tmp_path, capsys,
     assert (out / "last.pth").is_file() and (out / "config.yaml").is_file()
     assert main(["eval", "--checkpoint", str(out / "last.pth")]) == 0
     assert "mAP" in capsys.readouterr().out
+
+
+def test_train_source_and_target_flags_set_the_adaptation_keys(monkeypatch, capsys):
+    import unreid.engine
+
+    seen = {}
+    monkeypatch.setattr(unreid.engine, "train", lambda cfg, **kw: seen.update(cfg=cfg) or {})
+    argv = ["train", "--config", "spcl_uda/msmt17_to_market1501", "--source", "market1501"]
+    assert main([*argv, "--target", "msmt17", "data.root=/x"]) == 0
+    data = seen["cfg"].data
+    assert (data.source, data.dataset, data.root) == ("market1501", "msmt17", "/x")
+    assert main(["train", "--config", "demo", "--source", "synthetic"]) == 2
+    assert "data.source" in capsys.readouterr().err  # only method=spcl_uda takes a source

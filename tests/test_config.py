@@ -93,3 +93,29 @@ def test_hhcl_presets_follow_the_paper_and_name_the_released_differences():
     assert load_config("hhcl/msmt17").train.iters == 300
     released = load_config("hhcl/market1501_released")
     assert (released.hhcl.form, released.train.epochs) == ("released", 60)
+
+
+def test_table1_variant_presets_carry_the_published_settings():
+    for name in ("market1501", "msmt17"):
+        assert load_config(f"cluster_contrast/{name}_gem").model.pooling == "gem"
+        cap = load_config(f"cap/{name}")
+        c = cap.cap
+        assert (c.temperature, c.momentum, c.inter_start_epoch, c.inter_weight) == (
+            0.07,
+            0.2,
+            5,
+            0.5,
+        )
+        assert (c.hard_negatives, c.inter_positives, c.cluster_weight) == (50, "all", 1.0)
+        assert cap.cluster_contrast.temperature == 0.05 and cap.data.dataset == name
+    only = load_config("cap/market1501_cap_only")
+    assert only.cap.cluster_weight == 0 and (only.cluster.k1, only.cluster.eps) == (20, 0.5)
+    m2m = load_config("spcl_uda/msmt17_to_market1501")
+    m2s = load_config("spcl_uda/market1501_to_msmt17")
+    assert (m2m.data.source, m2m.data.dataset) == ("msmt17", "market1501")
+    assert (m2s.data.source, m2s.data.dataset) == ("market1501", "msmt17")
+    for cfg in (m2m, m2s):
+        assert cfg.model.dsbn and cfg.cluster_contrast.momentum == 0.2
+        assert (cfg.train.batch_size, cfg.train.num_instances, cfg.train.iters) == (128, 4, 400)
+    veri = load_config("cluster_contrast/veri")
+    assert (veri.data.dataset, veri.data.height, veri.data.width) == ("veri", 224, 224)
