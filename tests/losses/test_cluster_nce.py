@@ -114,3 +114,18 @@ def test_errors(kwargs, error, match):
     args = {"x": x, "targets": targets, "bank": bank} | kwargs
     with pytest.raises(error, match=match):
         cluster_nce(**args)
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.3])
+def test_label_smoothing_from_its_definition(eps):
+    """Target distribution (1 - eps) on the cluster + eps spread evenly over all C rows."""
+    x, targets, bank = _data(seed=2)
+    xn = F.normalize(x.double(), dim=1)
+    total = 0.0
+    for i in range(len(x)):
+        logits = [float(xn[i] @ bank[c].double()) / 0.05 for c in range(len(bank))]
+        lse = math.log(sum(math.exp(v) for v in logits))
+        nll = [lse - v for v in logits]
+        total += (1 - eps) * nll[int(targets[i])] + eps * sum(nll) / len(bank)
+    got = cluster_nce(x.double(), targets, bank.double(), temperature=0.05, label_smoothing=eps)
+    assert got.item() == pytest.approx(total / len(x), rel=1e-9)
