@@ -197,8 +197,17 @@ def pk_loader(
     )
 
 
-def load_source(cfg: Config) -> tuple[list[Sample], np.ndarray]:
-    """The labelled source training set and its class ids relabelled 0..C_s-1."""
+@dataclass
+class SourceDomain:
+    """The labelled source set of domain adaptation, with its class ids 0..C_s-1."""
+
+    samples: list[Sample]
+    labels: torch.Tensor  # (N_s,) long
+    cameras: torch.Tensor  # (N_s,) long
+    images: ImageDataset
+
+
+def load_source(cfg: Config, transform: Any) -> SourceDomain:
     root = cfg.data.source_root or cfg.data.root
     source = load_dataset(cfg.data.source, root)
     if not source.train_is_labelled:
@@ -208,7 +217,63 @@ def load_source(cfg: Config) -> tuple[list[Sample], np.ndarray]:
         )
     _, ids = np.unique([s.pid for s in source.train], return_inverse=True)
     log.info("source domain: %s", source.summary())
-    return source.train, ids.astype(np.int64)
+    return SourceDomain(
+        source.train,
+        torch.from_numpy(ids.astype(np.int64)),
+        torch.tensor([s.camera for s in source.train], dtype=torch.long),
+        ImageDataset(source.train, transform, cfg.data.cache_images),
+    )
+
+
+def extract_source(
+    model: ReidModel,
+    source: SourceDomain,
+    cfg: Config,
+    device: torch.device,
+    desc: str,
+    progress: bool,
+) -> torch.Tensor:
+    with source_rows(model, ALL_ROWS):  # the source statistics, under DSBN
+        return extract_features(
+            model,
+            source.samples,
+            cfg.data.height,
+            cfg.data.width,
+            cfg.train.extract_batch_size,
+            cfg.data.workers,
+            device,
+            desc=desc,
+            progress=progress,
+        )
+
+
+def epoch_batches(
+    train_set: ImageDataset,
+    labels: PseudoLabels,
+    cameras: torch.Tensor,
+    source: SourceDomain | None,
+    cfg: Config,
+    epoch: int,
+    device: torch.device,
+) -> tuple[Iterable, torch.Tensor, torch.Tensor]:
+    """This epoch's steps, and the label and camera of every index they yield.
+
+    Alone, P×K batches over the clustered target images. Adapting domains, each
+    step is a source P×K half (true ids) on a target half, indexed source first.
+    """
+    half = cfg.train.batch_size // 2 if source else cfg.train.batch_size
+    target = pk_loader(train_set, labels.labels, cameras, half, cfg, epoch, device)
+    label_of = torch.tensor(labels.labels, dtype=torch.long)
+    if source is None:
+        return single_domain(target), label_of, cameras
+    source_loader = pk_loader(
+        source.images, source.labels.numpy(), source.cameras, half, cfg, epoch, device, stream=1
+    )
+    return (
+        MixedDomainBatches(source_loader, target, len(source.samples)),
+        torch.cat([source.labels, label_of]),
+        torch.cat([source.cameras, cameras]),
+    )
 
 
 def check_cameras(method: Method, samples: list[Sample], dataset: str) -> None:
@@ -274,8 +339,8 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
     has_val, has_test = bool(val_query), dataset.has_test_split
     true_ids = [s.pid for s in train_samples] if dataset.train_is_labelled else None
     cameras = torch.tensor([s.camera for s in train_samples])
-
-    source_train, source_ids = load_source(cfg) if cfg.data.source else ([], np.zeros(0, int))
+    transform = train_transform(cfg.data.height, cfg.data.width)
+    source = load_source(cfg, transform) if cfg.data.source else None  # domain adaptation
 
     model = build_model(cfg.model).to(device)
     method = build_method(cfg, model.feature_dim).to(device)
@@ -302,10 +367,7 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
         log.info("epoch 0 (untrained)%s", _fmt_metrics("test ", m))
         run_log.write({"epoch": 0, "test": _metrics_record(m)})
 
-    transform = train_transform(cfg.data.height, cfg.data.width)
     train_set = ImageDataset(train_samples, transform, cfg.data.cache_images)
-    source_set = ImageDataset(source_train, transform, cfg.data.cache_images)
-    source_cameras = torch.tensor([s.camera for s in source_train], dtype=torch.long)
     test_m = val_m = None
     for epoch in range(state.epoch, cfg.train.epochs):
         started = time.time()
@@ -336,42 +398,24 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
                 "raise eps or check the features"
             )
         # 3. memories from this epoch's clusters (and, adapting domains, the source classes)
-        if source_train and method.wants_source_features(epoch):
-            with source_rows(model, ALL_ROWS):  # the source statistics, under DSBN
-                source_features = extract_features(
-                    model,
-                    source_train,
-                    cfg.data.height,
-                    cfg.data.width,
-                    cfg.train.extract_batch_size,
-                    cfg.data.workers,
-                    device,
-                    desc=f"extract source {epoch + 1}",
-                    progress=progress,
-                )
-            method.start_source(source_features.to(device), torch.from_numpy(source_ids))
-            del source_features
-        method.start_epoch(epoch, features.to(device), labels, cameras)
-        # 4. P×K batches over the clustered images, a fixed number per epoch;
-        #    adapting domains, each batch is half source (true ids), half target
-        half = cfg.train.batch_size // 2 if source_train else cfg.train.batch_size
-        target_loader = pk_loader(train_set, labels.labels, cameras, half, cfg, epoch, device)
-        steps: Iterable = single_domain(target_loader)
-        target_of = torch.tensor(labels.labels, dtype=torch.long)
-        camera_of = cameras
-        if source_train:
-            source_loader = pk_loader(
-                source_set, source_ids, source_cameras, half, cfg, epoch, device, stream=1
+        if source is not None and method.wants_source_features(epoch):
+            feats = extract_source(
+                model, source, cfg, device, f"extract source {epoch + 1}", progress
             )
-            steps = MixedDomainBatches(source_loader, target_loader, len(source_train))
-            target_of = torch.cat([torch.from_numpy(source_ids), target_of])
-            camera_of = torch.cat([source_cameras, cameras])
+            method.start_source(feats.to(device), source.labels.to(device))
+            del feats
+        method.start_epoch(epoch, features.to(device), labels, cameras)
+        # 4. P×K batches over the clustered images, a fixed number per epoch
+        #    (adapting domains: half source with true ids, half target)
+        steps, label_of, camera_of = epoch_batches(
+            train_set, labels, cameras, source, cfg, epoch, device
+        )
         losses = train_one_epoch(
             model,
             method,
             steps,
             cfg.train.iters,
-            target_of,
+            label_of,
             camera_of,
             optimizer,
             device,
