@@ -248,3 +248,6 @@ def test_domain_adaptation_mixes_halves_and_extracts_the_source_once(
     assert ckpt["method"]["memory.bank"].shape[0] > n_source_ids
     assert "neck.source.running_mean" in ckpt["model"]
     assert summary["final_test"] is not None  # evaluated on the target's test split
+    from unreid.cli import main  # `unreid eval` rebuilds the DSBN model from the checkpoint
+
+    assert main(["eval", "--checkpoint", str(Path(summary["run_dir"]) / "last.pth")]) == 0
