@@ -57,7 +57,7 @@ def test_rows_are_source_classes_then_target_clusters():
         torch.arange(5),
         source_count=2,
     )
-    rows = m.unified_targets(b)
+    rows = m.memory_rows(b)
     assert rows.tolist() == [2, 0, 4, 3, 4]
     torch.testing.assert_close(m.losses(b)["cluster_nce"], cluster_nce(x, rows, m.memory.bank))
     before = m.memory.bank.clone()

@@ -38,10 +38,14 @@ class ClusterContrast(Method):
     ) -> None:
         self.memory.reset(labels.centroids(features).to(self.memory.bank.device))
 
+    def memory_rows(self, batch: Batch) -> torch.Tensor:
+        """The memory row of each batch sample: its cluster (a subclass may map it)."""
+        return batch.targets
+
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         loss = cluster_nce(
             batch.features,
-            batch.targets,
+            self.memory_rows(batch),
             self.memory.bank,
             temperature=self.temperature,
             label_smoothing=self.label_smoothing,
@@ -50,7 +54,7 @@ class ClusterContrast(Method):
 
     @torch.no_grad()
     def update_memories(self, batch: Batch) -> None:
-        self.memory.update(batch.features.detach(), batch.targets)
+        self.memory.update(batch.features.detach(), self.memory_rows(batch))
 
     def describe(self) -> str:
         return f"cluster_contrast(update={self.policy}, tau={self.temperature})"

@@ -23,29 +23,24 @@ import torch
 import torch.nn.functional as F
 
 from unreid.config import Config
-from unreid.losses import cluster_nce
-from unreid.memory import build_cluster_memory
 from unreid.methods.base import Batch, Method, register_method
+from unreid.methods.cluster_contrast import ClusterContrast
 from unreid.pseudo_labels import PseudoLabels
 
 
-class SpCLUDA(Method):
+class SpCLUDA(ClusterContrast):
+    """Cluster Contrast whose memory rows are source classes, then target clusters."""
+
     name = "spcl_uda"
 
     def __init__(self, cfg: Config, feature_dim: int) -> None:
-        super().__init__()
-        c = cfg.cluster_contrast
-        if c.temperature <= 0:
-            raise ValueError(f"cluster_contrast.temperature must be > 0, got {c.temperature}")
+        super().__init__(cfg, feature_dim)
         if cfg.spcl_uda.source_centroids not in ("carry", "refresh"):
             raise ValueError(
                 "spcl_uda.source_centroids must be 'carry' or 'refresh', got "
                 f"{cfg.spcl_uda.source_centroids!r}"
             )
-        self.temperature = c.temperature
-        self.label_smoothing = c.label_smoothing
         self.refresh = cfg.spcl_uda.source_centroids == "refresh"
-        self.memory = build_cluster_memory(c.memory_update, feature_dim, c.momentum)
         self.register_buffer("num_source", torch.zeros((), dtype=torch.long))
         self._fresh_source: torch.Tensor | None = None
 
@@ -77,25 +72,11 @@ class SpCLUDA(Method):
         self.memory.reset(torch.cat([source, target]))
         self.num_source.fill_(source.shape[0])
 
-    def unified_targets(self, batch: Batch) -> torch.Tensor:
-        """Memory rows of the batch: source class ids as they are, target clusters after them."""
+    def memory_rows(self, batch: Batch) -> torch.Tensor:
+        """Source class ids as they are (the first `source_count` rows), target clusters after."""
         offset = torch.full_like(batch.targets, int(self.num_source))
         offset[: batch.source_count] = 0
         return batch.targets + offset
-
-    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        loss = cluster_nce(
-            batch.features,
-            self.unified_targets(batch),
-            self.memory.bank,
-            temperature=self.temperature,
-            label_smoothing=self.label_smoothing,
-        )
-        return {"cluster_nce": loss}
-
-    @torch.no_grad()
-    def update_memories(self, batch: Batch) -> None:
-        self.memory.update(batch.features.detach(), self.unified_targets(batch))
 
     def describe(self) -> str:
         return (
