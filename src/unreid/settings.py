@@ -1,0 +1,192 @@
+"""The core config sections: data, model, clustering, training, evaluation.
+
+Each section checks its own values in `__post_init__` (a typo or a bad value
+fails when the config is loaded, before any data is read) and says which of
+its keys the chosen mode ignores (`ignored()`), so the loader can report them
+and leave them out of a run's `config.yaml`. Method sections live next to
+their methods (`methods/*.py`); names that a registry resolves (datasets,
+backbones, clusterers) are checked by the loader against those registries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unreid.errors import check, check_choice, check_range
+
+JACCARD_VARIANTS = ("paper", "cluster_contrast")
+JACCARD_IMPLS = ("sparse", "dense")
+KNN_BACKENDS = ("torch", "exact", "ivf", "hnsw")
+SELECT_BEST_ON = ("val", "test", "none")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "market1501"
+    root: str = "data"
+    height: int = 256
+    width: int = 128
+    workers: int = 4
+    # Identities held out of the (labelled) training split to pick `best.pth`
+    # without looking at the test set; 0 = no validation split.
+    holdout_ids: int = 0
+    # Decode the training images once and keep them in memory (small sets only).
+    cache_images: bool = False
+    # Unsupervised domain adaptation (method=spcl_uda): a labelled source dataset
+    # trained beside the unlabelled target `dataset`; "" = none. Its root
+    # defaults to `root`.
+    source: str = ""
+    source_root: str = ""
+
+    def __post_init__(self) -> None:
+        check_range("height", self.height, 1)
+        check_range("width", self.width, 1)
+        check_range("workers", self.workers, 0)
+        check_range("holdout_ids", self.holdout_ids, 0)
+
+    def ignored(self) -> dict[str, str]:
+        return {} if self.source else {"source_root": "no data.source is set"}
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "resnet50"
+    # "imagenet" (torchvision download / cache), "none" (random init) or a file path.
+    pretrained: str = "imagenet"
+    pooling: str = "avg"
+    last_stride: int = 1
+    # Domain-specific BatchNorm (SpCL's DSBN): every BN layer keeps source and
+    # target statistics apart; evaluation uses the target ones. UDA only.
+    dsbn: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("last_stride", self.last_stride, (1, 2))
+
+    def ignored(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass
+class ClusterConfig:
+    # "dbscan" on the k-reciprocal Jaccard distance, "infomap" on a kNN similarity
+    # graph, or "ground_truth" (the true identities: an upper bound, labelled data only).
+    method: str = "dbscan"
+    k1: int = 30
+    k2: int = 6
+    eps: float = 0.6
+    min_samples: int = 4
+    # "paper" (re-ranking paper's sets) or "cluster_contrast" (reference code's off-by-one).
+    jaccard_variant: str = "paper"
+    # "sparse" (O(N·k) memory, same labels) or "dense" (the N×N reference).
+    jaccard_impl: str = "sparse"
+    # kNN for the sparse path: "torch" (exact, GPU when the features are on one),
+    # "exact" (faiss flat index), "ivf" or "hnsw" (approximate, for very large N).
+    knn: str = "torch"
+    # IVF cells (0 = 4 sqrt(N)) and cells scanned per query, for knn="ivf".
+    ivf_nlist: int = 0
+    ivf_nprobe: int = 8
+    # InfoMap (Cluster Contrast README recipe): kNN k (self included), edge similarity
+    # threshold, and the smallest cluster kept (clusters of <= 4 images become outliers).
+    infomap_k: int = 15
+    infomap_min_sim: float = 0.5
+    infomap_min_size: int = 5
+
+    def __post_init__(self) -> None:
+        check_range("k1", self.k1, 1)
+        check_range("k2", self.k2, 1)
+        check_range("eps", self.eps, 0, low_open=True)
+        check_range("min_samples", self.min_samples, 1)
+        check_choice("jaccard_variant", self.jaccard_variant, JACCARD_VARIANTS)
+        check_choice("jaccard_impl", self.jaccard_impl, JACCARD_IMPLS)
+        check(
+            "eps",
+            self.eps,
+            self.eps < 1 or self.jaccard_impl == "dense",
+            "must be < 1 with the sparse Jaccard (pairs it does not store are at distance 1)",
+        )
+        check_choice("knn", self.knn, KNN_BACKENDS)
+        check_range("ivf_nlist", self.ivf_nlist, 0)
+        check_range("ivf_nprobe", self.ivf_nprobe, 1)
+        check_range("infomap_k", self.infomap_k, 2)
+        check_range("infomap_min_sim", self.infomap_min_sim, -1.0, 1.0)
+        check_range("infomap_min_size", self.infomap_min_size, 1)
+
+    def ignored(self) -> dict[str, str]:
+        dbscan = ("k1", "k2", "eps", "min_samples", "jaccard_variant", "jaccard_impl", "knn")
+        infomap = ("infomap_k", "infomap_min_sim", "infomap_min_size")
+        ivf = ("ivf_nlist", "ivf_nprobe")
+        out: dict[str, str] = {}
+        if self.method != "dbscan":
+            out.update({k: f"cluster.method={self.method}" for k in (*dbscan, *ivf)})
+        elif self.knn != "ivf" or self.jaccard_impl == "dense":
+            why = (
+                "cluster.jaccard_impl=dense"
+                if self.jaccard_impl == "dense"
+                else f"cluster.knn={self.knn}"
+            )
+            out.update({k: why for k in ivf})
+        if self.method == "dbscan" and self.jaccard_impl == "dense":
+            out["knn"] = "cluster.jaccard_impl=dense"
+        if self.method != "infomap":
+            out.update({k: f"cluster.method={self.method}" for k in infomap})
+        return out
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    iters: int = 200
+    batch_size: int = 256
+    num_instances: int = 16
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    step_size: int = 20
+    gamma: float = 0.1
+    seed: int = 1
+    device: str = "auto"
+    # Train on the true identities instead of pseudo labels (an upper bound).
+    ground_truth: bool = False
+    extract_batch_size: int = 128
+    threads: int = 0  # 0 = leave torch's default
+
+    def __post_init__(self) -> None:
+        check_range("epochs", self.epochs, 1)
+        check_range("iters", self.iters, 1)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("num_instances", self.num_instances, 1)
+        check(
+            "batch_size",
+            self.batch_size,
+            self.batch_size % self.num_instances == 0,
+            f"must be a multiple of train.num_instances ({self.num_instances})",
+        )
+        check_range("lr", self.lr, 0, low_open=True)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("step_size", self.step_size, 1)
+        check_range("gamma", self.gamma, 0, low_open=True)
+        check_range("extract_batch_size", self.extract_batch_size, 1)
+        check_range("threads", self.threads, 0)
+
+    def ignored(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10
+    # "val" (held-out identities, see data.holdout_ids), "test" (the reference
+    # code's habit: leaks test labels into model selection) or "none".
+    select_best_on: str = "val"
+    # Evaluate the untrained model before epoch 1 (the demo's "before" figure).
+    at_start: bool = False
+    # k-reciprocal re-ranking at test time (k1=20, k2=6, lambda=0.3, Zhong et al.).
+    rerank: bool = False
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        check_range("every", self.every, 1)
+        check_choice("select_best_on", self.select_best_on, SELECT_BEST_ON)
+        check_range("batch_size", self.batch_size, 1)
+
+    def ignored(self) -> dict[str, str]:
+        return {}

@@ -1,0 +1,46 @@
+"""The core sections check their own values and name the keys their mode ignores."""
+
+from __future__ import annotations
+
+import pytest
+
+from unreid.errors import SettingError
+from unreid.settings import ClusterConfig, DataConfig, EvalConfig, ModelConfig, TrainConfig
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "key"),
+    [
+        (DataConfig, {"holdout_ids": -1}, "holdout_ids"),
+        (ModelConfig, {"last_stride": 3}, "last_stride"),
+        (ClusterConfig, {"eps": 0.0}, "eps"),
+        (ClusterConfig, {"eps": 1.0}, "eps"),
+        (ClusterConfig, {"knn": "annoy"}, "knn"),
+        (ClusterConfig, {"k1": 0}, "k1"),
+        (TrainConfig, {"batch_size": 0}, "batch_size"),
+        (TrainConfig, {"num_instances": 0}, "num_instances"),
+        (TrainConfig, {"batch_size": 10, "num_instances": 4}, "batch_size"),
+        (TrainConfig, {"lr": -1.0}, "lr"),
+        (TrainConfig, {"step_size": 0}, "step_size"),
+        (EvalConfig, {"select_best_on": "best"}, "select_best_on"),
+    ],
+)
+def test_bad_values_name_their_key(cls, kwargs, key):
+    with pytest.raises(SettingError) as err:
+        cls(**kwargs)
+    assert err.value.key == key
+
+
+def test_defaults_are_valid_and_dense_jaccard_allows_eps_one():
+    for cls in (DataConfig, ModelConfig, ClusterConfig, TrainConfig, EvalConfig):
+        cls()
+    assert ClusterConfig(eps=1.0, jaccard_impl="dense").eps == 1.0
+
+
+def test_cluster_keys_ignored_by_the_mode():
+    dbscan = ClusterConfig().ignored()
+    assert {"infomap_k", "ivf_nlist"} <= set(dbscan) and "k1" not in dbscan
+    infomap = ClusterConfig(method="infomap").ignored()
+    assert {"k1", "eps", "knn"} <= set(infomap) and "infomap_k" not in infomap
+    assert "ivf_nprobe" not in ClusterConfig(knn="ivf").ignored()
+    assert DataConfig().ignored() == {"source_root": "no data.source is set"}
