@@ -12,9 +12,10 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-__all__ = ["single_domain", "MixedDomainBatches"]
+__all__ = ["MixedDomainBatches", "Step", "single_domain"]
 
 Step = tuple[torch.Tensor, torch.Tensor, int]
+"""(images, indexes, source_count): the first `source_count` rows are source images."""
 
 
 def single_domain(loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[Step]:

@@ -1,7 +1,7 @@
 """The value types every loader returns and every consumer reads.
 
 Loaders turn a folder layout into lists of `Sample`; nothing downstream looks at
-file names again, so dataset quirks stay in `datasets.py`.
+file names again, so dataset quirks stay in the `datasets` package.
 """
 
 from __future__ import annotations
