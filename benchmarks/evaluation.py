@@ -31,8 +31,9 @@ import time
 import numpy as np
 import torch
 
-from unreid.evaluation import evaluate_ranking, pairwise_distance
-from unreid.evaluation_streaming import default_chunk_size, distance_chunks, evaluate_streaming
+from unreid.evaluation.dense import evaluate_ranking, pairwise_distance
+from unreid.evaluation.distances import default_chunk_size, distance_chunks
+from unreid.evaluation.streaming import evaluate_streaming
 
 
 def peak_rss_gb() -> float:

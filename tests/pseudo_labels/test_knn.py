@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from unreid.neighbours import ranked_neighbours
 from unreid.pseudo_labels import knn_recall, knn_search
-from unreid.pseudo_labels.jaccard import ranked_neighbours
 
 
 def unit(n: int, dim: int, seed: int) -> np.ndarray:

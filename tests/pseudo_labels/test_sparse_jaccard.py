@@ -183,14 +183,14 @@ def test_bad_arguments() -> None:
 @pytest.mark.parametrize(("buffer", "chunk"), [(1 << 10, 1 << 10), (1 << 14, 1 << 13)])
 def test_both_pair_reductions_with_small_blocks(monkeypatch, reduce, buffer, chunk) -> None:
     """Either per-pair reduction, with tiny block limits (many row blocks), matches dense."""
-    from unreid.pseudo_labels import sparse_jaccard
+    from unreid.pseudo_labels import jaccard_pairs, sparse_jaccard
 
     x = clustered(300, 24, 1.2, 14)
     dense = jaccard_distance(x, k1=20, k2=6)
     ratio = float("inf") if reduce == "dense" else 0.0
-    monkeypatch.setattr(sparse_jaccard, "_DENSE_COST_RATIO", ratio)
-    monkeypatch.setattr(sparse_jaccard, "_BUFFER_ELEMS", buffer)
-    monkeypatch.setattr(sparse_jaccard, "_PAIR_CHUNK", chunk)
+    monkeypatch.setattr(jaccard_pairs, "_DENSE_COST_RATIO", ratio)
+    monkeypatch.setattr(jaccard_pairs, "_BUFFER_ELEMS", buffer)
+    monkeypatch.setattr(jaccard_pairs, "_PAIR_CHUNK", chunk)
     monkeypatch.setattr(sparse_jaccard, "_ROW_BLOCK", 128)
     full = sparse_jaccard_distance(x, k1=20, k2=6)
     assert_matches_dense(full, dense)
@@ -201,9 +201,9 @@ def test_both_pair_reductions_with_small_blocks(monkeypatch, reduce, buffer, chu
 
 def test_sorted_reduction_keeps_duplicates_at_zero(monkeypatch) -> None:
     """The large-N reduction sums in float64: duplicate rows still land at distance ~0."""
-    from unreid.pseudo_labels import sparse_jaccard
+    from unreid.pseudo_labels import jaccard_pairs
 
-    monkeypatch.setattr(sparse_jaccard, "_DENSE_COST_RATIO", 0.0)
+    monkeypatch.setattr(jaccard_pairs, "_DENSE_COST_RATIO", 0.0)
     base = clustered(120, 16, 1.0, 11)
     x = np.concatenate([base, base[:40]])
     dense = jaccard_distance(x, k1=10, k2=3)

@@ -48,7 +48,7 @@ import faiss
 import numpy as np
 import torch
 
-from unreid.pseudo_labels.jaccard import as_unit_features
+from unreid.neighbours import as_unit_features
 
 __all__ = ["infomap_labels", "knn_edges"]
 

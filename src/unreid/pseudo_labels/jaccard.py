@@ -40,6 +40,8 @@ reference takes faiss's order as is, which differs only for exact duplicates.
 
 The result is a dense (N, N) float32 matrix; the sparse internals (kNN lists,
 COO weights, column-wise pair sums) keep memory at O(N * k) until that point.
+The ranking, reciprocal sets and query expansion are `unreid.neighbours`'s, shared
+with the re-ranking of `unreid.evaluation.rerank`.
 """
 
 from __future__ import annotations
@@ -50,47 +52,18 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from unreid.neighbours import (
+    as_unit_features,
+    expanded_pairs,
+    query_expansion,
+    ranked_neighbours,
+    reciprocal_sets,
+)
+
 Variant = Literal["paper", "cluster_contrast"]
 VARIANTS: tuple[str, ...] = ("paper", "cluster_contrast")
 
-_UNIT_NORM_TOL = 1e-3
-_SIM_CHUNK_ELEMS = 1 << 24  # similarity entries held at once while ranking
 _PAIR_CHUNK = 1 << 22  # (row, row) pairs generated at once in the Jaccard sum
-
-
-def as_unit_features(features: np.ndarray | torch.Tensor, name: str = "features") -> np.ndarray:
-    """Validate (N, D) L2-normalised features and return them as C-contiguous float32.
-
-    The distance 2 - 2<x, y> only equals the squared Euclidean distance for unit
-    vectors, so un-normalised input would silently change every neighbourhood.
-    """
-    if isinstance(features, torch.Tensor):
-        arr = features.detach().cpu()
-        if arr.is_complex() or arr.dtype == torch.bool:
-            raise ValueError(f"{name} must be a real numeric tensor, found dtype {arr.dtype}")
-        arr = arr.to(torch.float32).numpy()
-    else:
-        arr = np.asarray(features)
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-            raise ValueError(f"{name} must be a real numeric array, found dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (N, D), found shape {tuple(arr.shape)}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must be non-empty, found shape {tuple(arr.shape)}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    # float32 squared norms (rounding ~1e-7 * sqrt(D), far inside the tolerance) in
-    # one pass; NaN / inf anywhere in a row shows up in its sum
-    sq = np.einsum("ij,ij->i", arr, arr)
-    if not np.isfinite(sq).all() and not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    norms = np.sqrt(sq.astype(np.float64))
-    worst = int(np.argmax(np.abs(norms - 1.0)))
-    if abs(norms[worst] - 1.0) > _UNIT_NORM_TOL:
-        raise ValueError(
-            f"{name} rows must be L2-normalised (norm 1 within {_UNIT_NORM_TOL}), "
-            f"found norm {norms[worst]:.6f} at row {worst}"
-        )
-    return arr
 
 
 def half_size(k1: int, variant: Variant) -> int:
@@ -98,83 +71,6 @@ def half_size(k1: int, variant: Variant) -> int:
     if variant == "cluster_contrast":
         return int(np.around(k1 / 2))  # numpy: half to even
     return int(np.floor(k1 / 2 + 0.5))  # MATLAB round: half up
-
-
-def ranked_neighbours(x: np.ndarray, depth: int) -> np.ndarray:
-    """(N, depth) int64 ranking: column 0 is the point itself, then by distance, then index.
-
-    topk alone orders ties arbitrarily, so each row's candidates are re-sorted by
-    (similarity desc, index asc); when the tie at the cut-off may extend past the
-    candidates, that row falls back to a full stable sort.
-    """
-    n = x.shape[0]
-    depth = min(depth, n)
-    cand = min(n, depth + 8)
-    xt = torch.from_numpy(x)
-    out = np.empty((n, depth), dtype=np.int64)
-    chunk = max(1, _SIM_CHUNK_ELEMS // n)
-    for r0 in range(0, n, chunk):
-        r1 = min(n, r0 + chunk)
-        sims = xt[r0:r1] @ xt.T
-        rows = torch.arange(r1 - r0)
-        sims[rows, rows + r0] = float("inf")  # self first, whatever rounding says
-        vals, idx = torch.topk(sims, cand, dim=1, largest=True, sorted=True)
-        vals, idx = vals.numpy(), idx.numpy()
-        order = np.lexsort((idx, -vals), axis=-1)
-        vals = np.take_along_axis(vals, order, axis=1)
-        idx = np.take_along_axis(idx, order, axis=1)
-        out[r0:r1] = idx[:, :depth]
-        if cand < n:
-            ambiguous = np.nonzero(vals[:, depth - 1] == vals[:, cand - 1])[0]
-            if ambiguous.size:
-                full = -sims[torch.from_numpy(ambiguous)].numpy()
-                out[r0 + ambiguous] = np.argsort(full, axis=1, kind="stable")[:, :depth]
-    return out
-
-
-def reciprocal_sets(ranks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """R(p) from the first ``size`` ranking entries (self included).
-
-    Returns the forward list (N, size) and a mask of which entries are reciprocal
-    (p appears among their own first ``size`` entries).
-    """
-    n = ranks.shape[0]
-    fwd = np.ascontiguousarray(ranks[:, :size])
-    mask = np.empty(fwd.shape, dtype=bool)
-    chunk = max(1, (1 << 22) // max(1, size * size))
-    for r0 in range(0, n, chunk):
-        r1 = min(n, r0 + chunk)
-        back = ranks[fwd[r0:r1], :size]  # (c, size, size)
-        mask[r0:r1] = (back == np.arange(r0, r1)[:, None, None]).any(axis=2)
-    return fwd, mask
-
-
-def expanded_pairs(
-    full: tuple[np.ndarray, np.ndarray], half: tuple[np.ndarray, np.ndarray], strict: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique (p, g) pairs with g in R*(p), as two int64 arrays."""
-    f_idx, f_mask = full
-    h_idx, h_mask = half
-    n, m = f_idx.shape
-    mh = h_idx.shape[1]
-    keys = []
-    chunk = max(1, (1 << 22) // max(1, m * m * mh))
-    for r0 in range(0, n, chunk):
-        r1 = min(n, r0 + chunk)
-        fi, fm = f_idx[r0:r1], f_mask[r0:r1]
-        members = np.where(fm, fi, -1)  # R(p), padded with -1
-        hi, hm = h_idx[fi], h_mask[fi]  # half sets of every forward candidate q
-        inside = (hi[..., None] == members[:, None, None, :]).any(axis=3) & hm
-        inter = inside.sum(axis=2)
-        count = hm.sum(axis=2)
-        ok = 3 * inter > 2 * count if strict else 3 * inter >= 2 * count
-        ok &= fm
-        base = np.arange(r0, r1)[:, None] * n
-        keys.append((base + fi)[fm])
-        sel = ok[..., None] & hm
-        keys.append((base[:, :, None] + hi)[sel])
-    flat = np.unique(np.concatenate(keys))
-    return flat // n, flat % n
 
 
 def softmax_weights(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> sp.csr_matrix:
@@ -188,22 +84,6 @@ def softmax_weights(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> sp.csr
     w = np.exp(-(2.0 - 2.0 * dots))
     w /= np.bincount(rows, weights=w, minlength=n)[rows]
     return sp.csr_matrix((w, (rows, cols)), shape=(n, n))
-
-
-def query_expansion(v: sp.csr_matrix, ranks: np.ndarray, k2: int) -> sp.csr_matrix:
-    """Average each row of V over the first k2 entries of its ranking (self included)."""
-    if k2 == 1:
-        return v
-    n = v.shape[0]
-    cols = ranks[:, :k2]
-    q = sp.csr_matrix(
-        (
-            np.full(cols.size, 1.0 / cols.shape[1]),
-            (np.repeat(np.arange(n), cols.shape[1]), cols.ravel()),
-        ),
-        shape=(n, n),
-    )
-    return (q @ v).tocsr()
 
 
 def jaccard_from_weights(v: sp.csr_matrix) -> np.ndarray:

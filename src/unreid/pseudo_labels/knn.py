@@ -5,7 +5,7 @@ nearest neighbours; everything after that costs O(N * k). The search is the
 only O(N^2 * D) step, so its backend decides how far clustering scales:
 
 * ``"exact"``: faiss ``IndexFlatIP`` (brute force, BLAS). Same ordering rules as
-  the dense reference (``jaccard.ranked_neighbours``): self at rank 0, then by
+  the dense reference (``unreid.neighbours.ranked_neighbours``): self at rank 0, then by
   similarity, ties broken by the lower index. faiss's float32 inner products can
   differ from torch's in the last bit, so two neighbours closer than that may
   swap (6 of 12,936 rows at Market size, d = 2048, changing 1 label).
@@ -38,7 +38,7 @@ import faiss
 import numpy as np
 import torch
 
-from unreid.pseudo_labels.jaccard import _UNIT_NORM_TOL, as_unit_features
+from unreid.neighbours import UNIT_NORM_TOL, ambiguous_rows, as_unit_features, sort_candidates
 
 KnnMethod = Literal["exact", "torch", "ivf", "hnsw"]
 KNN_METHODS: tuple[str, ...] = ("exact", "torch", "ivf", "hnsw")
@@ -96,9 +96,9 @@ def _device_unit_features(features: torch.Tensor) -> torch.Tensor:
         raise ValueError("features contains NaN or infinite values")
     err = (xt.double().norm(dim=1) - 1.0).abs()
     worst = int(torch.argmax(err))
-    if float(err[worst]) > _UNIT_NORM_TOL:
+    if float(err[worst]) > UNIT_NORM_TOL:
         raise ValueError(
-            f"features rows must be L2-normalised (norm 1 within {_UNIT_NORM_TOL}), "
+            f"features rows must be L2-normalised (norm 1 within {UNIT_NORM_TOL}), "
             f"found norm {float(xt[worst].double().norm()):.6f} at row {worst}"
         )
     return xt
@@ -167,13 +167,11 @@ def _rank_rows(
     ranked by a full stable sort (exact backends only; approximate ones have no
     complete row to consult).
     """
-    order = np.lexsort((idx, -sims), axis=-1)
-    sims = np.take_along_axis(sims, order, axis=1)
-    idx = np.take_along_axis(idx, order, axis=1)
+    sims, idx = sort_candidates(sims, idx, descending=True)
     out_s = np.ascontiguousarray(sims[:, :depth])
     out_i = np.ascontiguousarray(idx[:, :depth])
     if full_rows is not None and sims.shape[1] > depth:
-        ambiguous = np.nonzero(sims[:, depth - 1] == sims[:, -1])[0]
+        ambiguous = ambiguous_rows(sims, depth)
         for a0 in range(0, ambiguous.size, 256):
             rows = ambiguous[a0 : a0 + 256]
             full = full_rows(rows)  # (r, N), self already +inf

@@ -1,4 +1,4 @@
-"""Market-1501 protocol mAP/CMC against a per-query brute-force reference."""
+"""The dense evaluator's Market-1501 protocol mAP/CMC against a per-query brute-force reference."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from unreid.evaluation import (
-    RankingMetrics,
-    evaluate_features,
-    evaluate_ranking,
-    pairwise_distance,
-)
+from unreid.evaluation.dense import evaluate_ranking, pairwise_distance
 
 
 def reference_metrics(dist, qp, gp, qc, gc, max_rank, distractor=0):
@@ -125,20 +120,6 @@ def test_ties_are_broken_by_gallery_order():
     assert m.cmc.tolist() == [0.0, 1.0, 1.0]
 
 
-def test_metrics_accessors():
-    m = RankingMetrics(
-        mAP=0.5, cmc=np.linspace(0.3, 1.0, 10), num_valid_queries=3, num_skipped_queries=1
-    )
-    assert (m.rank1, m.rank5, m.rank10) == (m.cmc[0], m.cmc[4], m.cmc[9])
-    d = m.as_dict(percent=True)
-    assert d["mAP"] == 50.0 and d["rank1"] == pytest.approx(30.0) and d["num_skipped_queries"] == 1
-    assert m.as_dict()["rank10"] == 1.0
-    short = RankingMetrics(mAP=1.0, cmc=np.ones(3), num_valid_queries=1, num_skipped_queries=0)
-    assert set(short.as_dict()) == {"mAP", "rank1", "num_valid_queries", "num_skipped_queries"}
-    with pytest.raises(ValueError, match="max_rank"):
-        _ = short.rank5
-
-
 def test_pairwise_distance_against_loop():
     rng = np.random.default_rng(0)
     q, g = rng.normal(size=(5, 7)), rng.normal(size=(9, 7))
@@ -152,16 +133,6 @@ def test_pairwise_distance_against_loop():
     )
     np.testing.assert_allclose(pairwise_distance(qn, gn), 2 - 2 * qn @ gn.T, atol=1e-5)
     assert (pairwise_distance(qn, qn) >= 0).all()
-
-
-def test_evaluate_features_equals_ranking_on_distances():
-    rng = np.random.default_rng(1)
-    qf, gf = rng.normal(size=(20, 8)), rng.normal(size=(50, 8))
-    qp, gp = rng.integers(1, 6, 20), rng.integers(0, 6, 50)
-    qc, gc = rng.integers(0, 2, 20), rng.integers(0, 2, 50)
-    a = evaluate_features(torch.from_numpy(qf), gf, qp, gp, qc, gc)
-    b = evaluate_ranking(pairwise_distance(qf, gf), qp, gp, qc, gc)
-    assert a.mAP == b.mAP and np.array_equal(a.cmc, b.cmc)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,113 @@
+"""Named ways to turn one epoch's features into pseudo labels (``cluster.method``).
+
+The engine asks for labels by name; every clusterer takes the same arguments
+(features, the `ClusterConfig`, the run's seed, the true identities when the
+training set has them) and reads only the config keys it needs, so a new
+clusterer is one registered function and no change to the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from unreid.pseudo_labels.clustering import cluster_features
+from unreid.pseudo_labels.infomap_clustering import infomap_labels
+from unreid.pseudo_labels.labels import PseudoLabels
+from unreid.registry import Registry, make_lister
+from unreid.settings import ClusterConfig
+
+
+class Clusterer(Protocol):
+    def __call__(
+        self,
+        features: torch.Tensor,
+        cfg: ClusterConfig,
+        *,
+        seed: int,
+        true_ids: Sequence[int | None] | None,
+    ) -> PseudoLabels: ...
+
+
+CLUSTERERS: Registry[Clusterer] = Registry("clusterer")
+list_clusterers: Callable[[], list[str]] = make_lister(CLUSTERERS)
+
+
+def make_pseudo_labels(
+    method: str,
+    features: torch.Tensor,
+    cfg: ClusterConfig,
+    *,
+    seed: int,
+    true_ids: Sequence[int | None] | None,
+) -> PseudoLabels:
+    """Pseudo labels from the clusterer registered as ``method``.
+
+    An unknown ``method`` raises `unreid.registry.UnknownNameError` listing the
+    registered names.
+    """
+    return CLUSTERERS.get(method)(features, cfg, seed=seed, true_ids=true_ids)
+
+
+@CLUSTERERS.register("dbscan")
+def dbscan_clusterer(
+    features: torch.Tensor,
+    cfg: ClusterConfig,
+    *,
+    seed: int,
+    true_ids: Sequence[int | None] | None,
+) -> PseudoLabels:
+    """k-reciprocal Jaccard distance, then DBSCAN (Cluster Contrast); deterministic."""
+    return cluster_features(
+        features,
+        k1=cfg.k1,
+        k2=cfg.k2,
+        eps=cfg.eps,
+        min_samples=cfg.min_samples,
+        jaccard_variant=cfg.jaccard_variant,
+        knn=cfg.knn,
+        jaccard_impl=cfg.jaccard_impl,
+        ivf_nlist=cfg.ivf_nlist or None,  # 0 in the config means "4 sqrt(N)"
+        ivf_nprobe=cfg.ivf_nprobe,
+    )
+
+
+@CLUSTERERS.register("infomap")
+def infomap_clusterer(
+    features: torch.Tensor,
+    cfg: ClusterConfig,
+    *,
+    seed: int,
+    true_ids: Sequence[int | None] | None,
+) -> PseudoLabels:
+    """InfoMap communities of a thresholded kNN graph; seeded by the run's seed."""
+    return PseudoLabels(
+        infomap_labels(
+            features,
+            k=cfg.infomap_k,
+            min_sim=cfg.infomap_min_sim,
+            min_cluster_size=cfg.infomap_min_size,
+            seed=seed,
+        )
+    )
+
+
+@CLUSTERERS.register("ground_truth")
+def ground_truth_clusterer(
+    features: torch.Tensor,
+    cfg: ClusterConfig,
+    *,
+    seed: int,
+    true_ids: Sequence[int | None] | None,
+) -> PseudoLabels:
+    """The true identities as clusters: the upper bound any clusterer is measured against."""
+    if true_ids is None or any(pid is None for pid in true_ids):
+        raise ValueError(
+            "train.ground_truth=true / cluster.method=ground_truth needs identity labels "
+            "on the training set"
+        )
+    _, ids = np.unique(list(true_ids), return_inverse=True)
+    return PseudoLabels(ids.astype(np.int64))
