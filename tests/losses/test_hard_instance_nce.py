@@ -66,9 +66,9 @@ def test_gradient_flows_only_through_selected_instances():
 
 def test_bad_inputs():
     bank = torch.zeros(3, 2, 4)
-    with pytest.raises(ValueError, match="same D"):
+    with pytest.raises(ValueError, match=r"bank must have shape \(C, K, 5\) to match x"):
         hard_instance_logits(torch.zeros(2, 5), torch.tensor([0, 1]), bank)
-    with pytest.raises(ValueError, match="targets must be in"):
+    with pytest.raises(ValueError, match=r"targets must be bank row ids in \[0, 3\)"):
         hard_instance_logits(torch.zeros(2, 4), torch.tensor([0, 3]), bank)
     with pytest.raises(ValueError, match="temperature"):
         hard_instance_nce(torch.zeros(2, 4), torch.tensor([0, 1]), bank, temperature=0)

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unreid.losses import selective_nce
+from unreid.losses import cluster_nce, selective_nce
+from unreid.memory.selection import least_similar_per_cluster
 
 
 def brute_force(x, targets, bank, k, tau):
@@ -49,3 +50,23 @@ def test_gradient_reaches_only_the_selected_instances():
 def test_bad_input():
     with pytest.raises(ValueError, match="targets"):
         selective_nce(torch.zeros(2, 3), torch.tensor([0, 5]), torch.eye(3))
+
+
+def test_positions_from_the_caller_replace_the_ranking():
+    g = torch.Generator().manual_seed(4)
+    bank = F.normalize(torch.randn(3, 5, generator=g, dtype=torch.float64), dim=1)
+    x = torch.randn(9, 5, generator=g, dtype=torch.float64)
+    targets = torch.tensor([0, 1, 2] * 3)
+    positions = torch.tensor([4, 0, 8])  # e.g. a random draw made by the memory
+    got = selective_nce(x, targets, bank, temperature=0.1, positions=positions)
+    want = cluster_nce(x[positions], targets[positions], bank, 0.1)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    default = selective_nce(x, targets, bank, k=1, temperature=0.1)
+    chosen = least_similar_per_cluster((F.normalize(x, dim=1) * bank[targets]).sum(1), targets, 1)[
+        0
+    ]
+    torch.testing.assert_close(
+        default, selective_nce(x, targets, bank, temperature=0.1, positions=chosen)
+    )
+    with pytest.raises(ValueError, match=r"positions must be batch positions in \[0, 9\)"):
+        selective_nce(x, targets, bank, positions=torch.tensor([9]))

@@ -1,5 +1,7 @@
-"""Cluster memories: each update policy against a plain loop over samples, and the
-explicit update against the reference's update-inside-backward formulation."""
+"""The cluster-memory base: reset, the read-only bank, state, errors, and the explicit
+update against the reference's update-inside-backward formulation.
+
+Each policy against a plain loop over samples is in test_policies.py."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from memory_helpers import memory_at as _memory
+from memory_helpers import unit as _unit
 from torch import autograd, nn
 
 from unreid.losses import cluster_nce
@@ -17,126 +21,10 @@ from unreid.memory import (
     HardClusterMemory,
     MeanClusterMemory,
     MomentumClusterMemory,
-    build_cluster_memory,
+    TopKClusterMemory,
 )
 
 D = 6
-
-
-def _unit(*shape: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(*shape, generator=g, dtype=torch.float64), dim=1)
-
-
-def _memory(cls: type[ClusterMemory], bank: torch.Tensor, momentum: float) -> ClusterMemory:
-    mem = cls(bank.shape[1], momentum).double()
-    mem.reset(bank)
-    return mem
-
-
-# --- brute-force references, one Python step at a time -------------------------------
-
-
-def _step(row: torch.Tensor, x: torch.Tensor, m: float) -> torch.Tensor:
-    row = m * row + (1 - m) * x
-    return row / row.norm()
-
-
-def _loop_momentum(bank, x, targets, m):
-    bank = bank.clone()
-    for xi, y in zip(x, targets.tolist(), strict=True):
-        bank[y] = _step(bank[y], xi, m)
-    return bank
-
-
-def _loop_hard(bank, x, targets, m):
-    old, bank = bank, bank.clone()
-    for y in dict.fromkeys(targets.tolist()):
-        idx = [i for i, t in enumerate(targets.tolist()) if t == y]
-        sims = [float(x[i] @ old[y]) for i in idx]
-        hardest = idx[sims.index(min(sims))]  # first minimum in batch order
-        bank[y] = _step(old[y], x[hardest], m)
-    return bank
-
-
-def _loop_mean(bank, x, targets, m):
-    old, bank = bank, bank.clone()
-    for y in dict.fromkeys(targets.tolist()):
-        members = [x[i] for i, t in enumerate(targets.tolist()) if t == y]
-        bank[y] = _step(old[y], sum(members) / len(members), m)
-    return bank
-
-
-LOOPS = [
-    (MomentumClusterMemory, _loop_momentum),
-    (HardClusterMemory, _loop_hard),
-    (MeanClusterMemory, _loop_mean),
-]
-
-
-@pytest.mark.parametrize(("cls", "loop"), LOOPS)
-@pytest.mark.parametrize("momentum", [0.0, 0.1, 0.5, 1.0])
-def test_policy_matches_python_loop(cls, loop, momentum):
-    bank = _unit(5, D, seed=0)
-    x = _unit(12, D, seed=1)
-    targets = torch.tensor([3, 0, 3, 3, 1, 0, 3, 1, 1, 3, 0, 3])  # cluster 2 and 4 absent
-    mem = _memory(cls, bank, momentum)
-    mem.update(x, targets)
-    expected = loop(bank, x, targets, momentum)
-    torch.testing.assert_close(mem.bank, expected, rtol=0, atol=1e-12)
-    torch.testing.assert_close(mem.bank[[2, 4]], bank[[2, 4]], rtol=0, atol=0)
-
-
-@pytest.mark.parametrize(("cls", "loop"), LOOPS)
-def test_update_normalises_inputs(cls, loop):
-    bank = _unit(4, D, seed=2)
-    x = _unit(8, D, seed=3)
-    scales = torch.linspace(0.5, 7.0, 8, dtype=torch.float64).unsqueeze(1)
-    targets = torch.tensor([0, 1, 1, 2, 0, 0, 3, 1])
-    mem = _memory(cls, bank, 0.3)
-    mem.update(x * scales, targets)
-    torch.testing.assert_close(mem.bank, loop(bank, x, targets, 0.3), rtol=0, atol=1e-12)
-
-
-def test_momentum_is_sequential_within_cluster():
-    # Two instances of one cluster: the second must see the row moved by the first.
-    bank = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
-    x = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
-    mem = _memory(MomentumClusterMemory, bank, 0.5)
-    mem.update(x, torch.tensor([0, 0]))
-    first = F.normalize(torch.tensor([0.5, 0.5], dtype=torch.float64), dim=0)
-    second = F.normalize(0.5 * first + 0.5 * x[1], dim=0)
-    torch.testing.assert_close(mem.bank[0], second)
-    torch.testing.assert_close(mem.bank[1], bank[1])
-
-
-def test_momentum_weights_the_old_row():
-    # momentum=0.1 (published setting): the new sample dominates.
-    bank = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-    mem = _memory(MomentumClusterMemory, bank, 0.1)
-    mem.update(torch.tensor([[0.0, 1.0]], dtype=torch.float64), torch.tensor([0]))
-    expected = F.normalize(torch.tensor([0.1, 0.9], dtype=torch.float64), dim=0)
-    torch.testing.assert_close(mem.bank[0], expected)
-
-
-def test_hard_picks_least_similar_and_first_on_ties():
-    bank = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-    easy = [1.0, 0.0]
-    hard = [0.0, 1.0]
-    tie = [0.0, -1.0]  # same cosine (0) as `hard`, later in the batch
-    x = torch.tensor([easy, hard, tie], dtype=torch.float64)
-    mem = _memory(HardClusterMemory, bank, 0.5)
-    mem.update(x, torch.tensor([0, 0, 0]))
-    torch.testing.assert_close(mem.bank[0], F.normalize(torch.tensor([0.5, 0.5]).double(), dim=0))
-
-
-def test_mean_uses_unnormalised_batch_mean():
-    bank = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-    x = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
-    mem = _memory(MeanClusterMemory, bank, 0.5)
-    mem.update(x, torch.tensor([0, 0]))
-    # 0.5*[1,0] + 0.5*[-0.5,0.5] = [0.25, 0.25]
-    torch.testing.assert_close(mem.bank[0], F.normalize(torch.tensor([1.0, 1.0]).double(), dim=0))
 
 
 # --- reset, reads, state ----------------------------------------------------------------
@@ -153,17 +41,26 @@ def test_reset_normalises_and_keeps_module_dtype():
     assert mem.num_clusters == 5
 
 
-def test_similarities_is_a_pure_read_without_grad_to_bank():
+def test_reading_the_bank_gives_no_grad_to_it():
+    # was test_similarities_is_a_pure_read_without_grad_to_bank (similarities() is gone):
+    # the same checks, on the read every loss makes
     bank = _unit(4, D, seed=4)
     mem = _memory(MomentumClusterMemory, bank, 0.1)
     before = mem.bank.clone()
     x = _unit(3, D, seed=5).requires_grad_()
-    sims = mem.similarities(x)
+    sims = x @ mem.bank.T
     torch.testing.assert_close(sims, x.detach() @ bank.T)
     sims.sum().backward()
     assert not mem.bank.requires_grad
     torch.testing.assert_close(mem.bank, before, rtol=0, atol=0)
     torch.testing.assert_close(x.grad, bank.sum(0).expand(3, D))
+
+
+def test_bank_is_read_only():
+    mem = _memory(MomentumClusterMemory, _unit(4, D, seed=4), 0.1)
+    with pytest.raises(AttributeError, match="bank is read-only"):
+        mem.bank = torch.zeros(4, D)
+    assert mem.num_clusters == 4 and "bank" in dict(mem.named_buffers())
 
 
 def test_bank_is_a_buffer_in_state_dict_and_reloads_with_any_row_count():
@@ -181,15 +78,6 @@ def test_update_accepts_empty_batch():
     before = mem.bank.clone()
     mem.update(torch.zeros(0, D, dtype=torch.float64), torch.zeros(0, dtype=torch.long))
     torch.testing.assert_close(mem.bank, before, rtol=0, atol=0)
-
-
-def test_build_cluster_memory():
-    assert type(build_cluster_memory("momentum", 4, 0.1)) is MomentumClusterMemory
-    assert type(build_cluster_memory("hard", 4)) is HardClusterMemory
-    mem = build_cluster_memory("mean", 4, 0.3)
-    assert type(mem) is MeanClusterMemory and mem.momentum == 0.3 and mem.num_features == 4
-    with pytest.raises(ValueError, match=r"policy must be one of \['hard', 'mean', 'momentum'\]"):
-        build_cluster_memory("median", 4)
 
 
 # --- errors -------------------------------------------------------------------------
@@ -239,7 +127,24 @@ def test_update_and_read_errors():
     with pytest.raises(ValueError, match=r"x must have shape \(B, 4\), found \(2, 3\)"):
         mem.update(torch.ones(2, 3), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"x must have shape \(B, 4\)"):
-        mem.similarities(torch.ones(4))
+        mem.update(torch.ones(4), torch.tensor([0]))  # was similarities(torch.ones(4))
+
+
+def test_select_and_update_selected_errors():
+    mem = TopKClusterMemory(4, k=1)
+    with pytest.raises(RuntimeError, match="call reset"):
+        mem.select(torch.ones(2, 4), torch.tensor([0, 0]))
+    mem.reset(torch.eye(4)[:3])
+    with pytest.raises(ValueError, match=r"targets must be cluster ids in \[0, 3\)"):
+        mem.select(torch.ones(2, 4), torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match=r"positions and ranks must be two \(S,\) tensors"):
+        mem.update_selected(
+            torch.ones(2, 4), torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([0])
+        )
+    before = mem.bank.clone()
+    empty = torch.zeros(0, dtype=torch.long)
+    mem.update_selected(torch.ones(2, 4), torch.tensor([0, 1]), empty, empty)  # nothing chosen
+    torch.testing.assert_close(mem.bank, before, rtol=0, atol=0)
 
 
 # --- equivalence with the reference formulation (update inside backward) -----------------

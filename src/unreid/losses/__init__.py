@@ -1,7 +1,17 @@
-"""Losses as pure functions of (embeddings, targets, bank, ...)."""
+"""Losses as pure functions of (embeddings, targets, bank, ...), all checked by `check_loss_inputs`."""
 
+from unreid.losses.camera_proxy_nce import inter_camera_nce, intra_camera_nce
+from unreid.losses.checks import check_loss_inputs
 from unreid.losses.cluster_nce import cluster_nce
 from unreid.losses.hard_instance_nce import hard_instance_logits, hard_instance_nce
 from unreid.losses.selective_nce import selective_nce
 
-__all__ = ["cluster_nce", "hard_instance_logits", "hard_instance_nce", "selective_nce"]
+__all__ = [
+    "check_loss_inputs",
+    "cluster_nce",
+    "hard_instance_logits",
+    "hard_instance_nce",
+    "inter_camera_nce",
+    "intra_camera_nce",
+    "selective_nce",
+]

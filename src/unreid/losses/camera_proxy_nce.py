@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from unreid.losses.checks import check_loss_inputs, check_shape
+
 __all__ = ["intra_camera_nce", "inter_camera_nce"]
 
 _POSITIVES = ("other_cameras", "all")
@@ -24,20 +26,6 @@ def _per_camera_sum(values: Tensor, cameras: Tensor, valid: Tensor) -> Tensor:
     _, slot, counts = torch.unique(cams, return_inverse=True, return_counts=True)
     weights = valid.to(values.dtype) / counts[slot].to(values.dtype)
     return (torch.where(valid, values, 0.0) * weights).sum()
-
-
-def _check(x: Tensor, bank: Tensor, n: int, **named: Tensor) -> None:
-    if x.dim() != 2 or bank.dim() != 2 or bank.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"x must be (B, D) and bank (P, D) with the same D; found {tuple(x.shape)} and "
-            f"{tuple(bank.shape)}"
-        )
-    if bank.shape[0] == 0:
-        raise ValueError("the proxy bank is empty")
-    for name, t in named.items():
-        expected = (n,) if name in ("targets", "cameras", "proxy_rows") else (bank.shape[0],)
-        if t.shape != expected:
-            raise ValueError(f"{name} must have shape {expected}, found {tuple(t.shape)}")
 
 
 def intra_camera_nce(
@@ -54,15 +42,15 @@ def intra_camera_nce(
     whose `proxy_camera` equals the sample's camera, so identities are told
     apart within a camera without fighting the camera's own style.
     """
-    _check(x, bank, x.shape[0], proxy_rows=proxy_rows, cameras=cameras, proxy_camera=proxy_camera)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, found {temperature}")
+    check_loss_inputs(x, proxy_rows, bank, temperature=temperature, targets_name="proxy_rows")
+    check_shape("cameras", cameras, (x.shape[0],))
+    check_shape("proxy_camera", proxy_camera, (bank.shape[0],))
     if bool((proxy_camera[proxy_rows] != cameras).any()):
         raise ValueError("a sample's proxy row belongs to another camera")
     logits = F.normalize(x, dim=1) @ bank.to(x.dtype).T / temperature
     other_camera = proxy_camera.view(1, -1) != cameras.view(-1, 1)
     logits = logits.masked_fill(other_camera, float("-inf"))
-    ce = F.cross_entropy(logits, proxy_rows, reduction="none")
+    ce = F.cross_entropy(logits, proxy_rows.long(), reduction="none")
     return _per_camera_sum(ce, cameras, torch.ones_like(cameras, dtype=torch.bool))
 
 
@@ -89,17 +77,11 @@ def inter_camera_nce(
     only gives its samples no term, and the own-camera proxy is neither
     positive nor negative.
     """
-    _check(
-        x,
-        bank,
-        x.shape[0],
-        targets=targets,
-        cameras=cameras,
-        proxy_cluster=proxy_cluster,
-        proxy_camera=proxy_camera,
-    )
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, found {temperature}")
+    # cluster ids are checked against the proxy count (every cluster has a proxy, so C <= P)
+    check_loss_inputs(x, targets, bank, temperature=temperature)
+    check_shape("cameras", cameras, (x.shape[0],))
+    check_shape("proxy_cluster", proxy_cluster, (bank.shape[0],))
+    check_shape("proxy_camera", proxy_camera, (bank.shape[0],))
     if hard_negatives < 1:
         raise ValueError(f"hard_negatives must be >= 1, found {hard_negatives}")
     if positives not in _POSITIVES:

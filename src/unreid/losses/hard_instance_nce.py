@@ -12,18 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from unreid.losses.checks import check_loss_inputs
+
+__all__ = ["hard_instance_logits", "hard_instance_nce"]
+
 
 def hard_instance_logits(x: Tensor, targets: Tensor, bank: Tensor) -> Tensor:
     """(B, C) similarities: min over the own cluster's slots, max over every other cluster's."""
-    if bank.dim() != 3 or x.dim() != 2 or bank.shape[2] != x.shape[1]:
-        raise ValueError(
-            f"x must be (B, D) and bank (C, K, D) with the same D; "
-            f"found x {tuple(x.shape)}, bank {tuple(bank.shape)}"
-        )
-    if targets.shape != (x.shape[0],):
-        raise ValueError(f"targets must be ({x.shape[0]},), found {tuple(targets.shape)}")
-    if targets.numel() and (targets.min() < 0 or targets.max() >= bank.shape[0]):
-        raise ValueError(f"targets must be in [0, {bank.shape[0]})")
+    check_loss_inputs(x, targets, bank, bank_ndim=3)
+    targets = targets.long()
     sims = torch.einsum("bd,ckd->bck", x, bank.to(x.dtype))
     hardest_negative = sims.amax(dim=2)
     hardest_positive = sims.gather(1, targets.view(-1, 1, 1).expand(-1, 1, sims.shape[2])).amin(
@@ -40,7 +37,13 @@ def hard_instance_nce(
     label_smoothing: float = 0.0,
 ) -> Tensor:
     """Cross-entropy over the hard logits of `normalize(x)` (Eq. 5)."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, found {temperature}")
+    check_loss_inputs(
+        x,
+        targets,
+        bank,
+        bank_ndim=3,
+        temperature=temperature,
+        label_smoothing=label_smoothing,
+    )
     logits = hard_instance_logits(F.normalize(x, dim=1), targets, bank) / temperature
-    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    return F.cross_entropy(logits, targets.long(), label_smoothing=label_smoothing)

@@ -1,19 +1,29 @@
 """Feature memories: buffers read by the losses and updated explicitly after each step."""
 
-from unreid.memory.cluster_memory import (
-    ClusterMemory,
+from unreid.memory.camera_proxy_memory import CameraProxyMemory
+from unreid.memory.cluster_memory import ClusterMemory
+from unreid.memory.instance_memory import InstanceMemory
+from unreid.memory.policies import (
+    MEMORIES,
     HardClusterMemory,
     MeanClusterMemory,
     MomentumClusterMemory,
+    RandomClusterMemory,
+    TopKClusterMemory,
     build_cluster_memory,
+    list_memories,
 )
-from unreid.memory.selective_memory import SelectiveClusterMemory
 
 __all__ = [
+    "MEMORIES",
+    "CameraProxyMemory",
     "ClusterMemory",
     "HardClusterMemory",
+    "InstanceMemory",
     "MeanClusterMemory",
     "MomentumClusterMemory",
-    "SelectiveClusterMemory",
+    "RandomClusterMemory",
+    "TopKClusterMemory",
     "build_cluster_memory",
+    "list_memories",
 ]

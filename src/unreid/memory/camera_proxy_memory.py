@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unreid.memory.cluster_memory import MomentumClusterMemory
+from unreid.memory.policies import MomentumClusterMemory
 
 __all__ = ["CameraProxyMemory"]
 

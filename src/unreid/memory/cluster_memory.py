@@ -6,10 +6,16 @@ epoch each row drifts towards the features of its cluster's instances.
 
 The reference code performs that drift inside `autograd.Function.backward`, so
 reading the memory and writing it are the same call. Here the two are separate:
-`similarities` only reads, and the engine calls `update` after the optimizer
+losses only read `bank`, and the engine calls `update` after the optimizer
 step. Gradients therefore always see the bank from before the batch's update,
 exactly as in the reference (its backward computes the input gradient first and
 only then overwrites the rows).
+
+An update policy is two choices: which batch instances move their cluster's
+row, and in which order (`select` -> positions and ranks), and how the chosen
+instances move it (`update_selected`; by default one momentum step per rank,
+rank 0 first). Splitting the two lets a loss use the very instances the update
+will use (SCL), or a caller rank the instances itself (CSA+HPS).
 
 Momentum convention (same as the reference, and the opposite of the usual EMA
 naming): `momentum` is the weight of the OLD row,
@@ -21,23 +27,19 @@ so with the published setting `momentum = 0.1` the new sample dominates.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-__all__ = [
-    "ClusterMemory",
-    "HardClusterMemory",
-    "MeanClusterMemory",
-    "MomentumClusterMemory",
-    "build_cluster_memory",
-]
+from unreid.memory.read_only_bank import ReadOnlyBank
+
+__all__ = ["ClusterMemory"]
 
 
-class ClusterMemory(nn.Module, ABC):
+class ClusterMemory(ReadOnlyBank, ABC):
     """A (C, D) bank of unit-norm cluster rows; subclasses choose how a batch moves it.
 
     The bank is a buffer, so it follows `.to()` / `.double()` and is saved in the
@@ -46,10 +48,10 @@ class ClusterMemory(nn.Module, ABC):
     checkpoint can be restored before the first `reset`.
     """
 
-    bank: Tensor
+    # keyword options of the constructor beyond (num_features, momentum), for the factory
+    options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, num_features: int, momentum: float = 0.1) -> None:
-        super().__init__()
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"num_features must be a positive int, found {num_features!r}")
         momentum = float(momentum)
@@ -57,9 +59,9 @@ class ClusterMemory(nn.Module, ABC):
             raise ValueError(
                 f"momentum must be in [0, 1] (weight of the old row), found {momentum}"
             )
+        super().__init__(torch.zeros(0, num_features))
         self.num_features = num_features
         self.momentum = momentum
-        self.register_buffer("bank", torch.zeros(0, num_features))
 
     @property
     def num_clusters(self) -> int:
@@ -98,12 +100,7 @@ class ClusterMemory(nn.Module, ABC):
                 f"centroids rows must be non-zero to be normalised, found zero rows at "
                 f"{zero[:10].tolist()}"
             )
-        self.bank = rows / norms
-
-    def similarities(self, x: Tensor) -> Tensor:
-        """`x @ bank.T` (B, C): a pure read; the caller normalises `x` if it wants cosines."""
-        self._check_features(x, "x")
-        return x @ self.bank.to(x.dtype).T
+        self._replace_bank(rows / norms)
 
     @torch.no_grad()
     def update(self, x: Tensor, targets: Tensor) -> None:
@@ -113,21 +110,65 @@ class ClusterMemory(nn.Module, ABC):
         raw embeddings and unit embeddings give the same bank. Call after the
         optimizer step, with the embeddings the loss was computed from.
         """
-        self._check_features(x, "x")
-        targets = self._check_targets(targets, x.shape[0])
+        x, targets = self._unit_batch(x, targets)
         if x.shape[0] == 0:
             return
-        x = F.normalize(x.detach().to(self.bank.dtype), dim=1)
-        self._apply_update(x, targets)
+        positions, ranks = self._select(x, targets, None)
+        self._apply_selection(x, targets, positions, ranks)
+
+    @torch.no_grad()
+    def select(
+        self, x: Tensor, targets: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """`(positions, ranks)` of the batch instances `update` would use, by rank then cluster.
+
+        Made against the current bank; `update_selected` applies it later (a
+        random policy must apply the draw a loss already used).
+        """
+        x, targets = self._unit_batch(x, targets)
+        return self._select(x, targets, generator)
+
+    @torch.no_grad()
+    def update_selected(self, x: Tensor, targets: Tensor, positions: Tensor, ranks: Tensor) -> None:
+        """Apply a selection from `select`, or one ranked by the caller (0 = applied first)."""
+        x, targets = self._unit_batch(x, targets)
+        if positions.dim() != 1 or positions.shape != ranks.shape:
+            raise ValueError(
+                f"positions and ranks must be two (S,) tensors, found {tuple(positions.shape)} "
+                f"and {tuple(ranks.shape)}"
+            )
+        if positions.numel() == 0:
+            return
+        self._apply_selection(x, targets, positions, ranks)
 
     @abstractmethod
-    def _apply_update(self, x: Tensor, targets: Tensor) -> None:
-        """Policy-specific update; `x` is unit-norm in the bank's dtype, targets validated."""
+    def _select(
+        self, x: Tensor, targets: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """The policy's choice; `x` is unit-norm in the bank's dtype, targets validated."""
+
+    def _apply_selection(
+        self, x: Tensor, targets: Tensor, positions: Tensor, ranks: Tensor
+    ) -> None:
+        """One momentum step per rank, rank 0 first; within a rank the clusters are distinct.
+
+        So a cluster's instances move its row one after the other, each seeing
+        the row the previous one left, while the clusters are stepped together.
+        """
+        for r in range(int(ranks.max()) + 1 if ranks.numel() else 0):
+            step = positions[ranks == r]
+            self._momentum_step(targets[step], x[step])
 
     def _momentum_step(self, rows: Tensor, values: Tensor) -> None:
         """One momentum update of the DISTINCT `rows` towards `values`, then renormalise."""
         mixed = self.momentum * self.bank[rows] + (1.0 - self.momentum) * values
         self.bank[rows] = F.normalize(mixed, dim=1)
+
+    def _unit_batch(self, x: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Validated batch: `x` unit-norm and detached in the bank's dtype, targets long."""
+        self._check_features(x, "x")
+        targets = self._check_targets(targets, x.shape[0])
+        return F.normalize(x.detach().to(self.bank.dtype), dim=1), targets
 
     def _check_features(self, x: Tensor, name: str) -> None:
         if self.num_clusters == 0:
@@ -157,81 +198,7 @@ class ClusterMemory(nn.Module, ABC):
         # The row count is a per-epoch value, not architecture: adopt the saved one.
         saved = state_dict.get(prefix + "bank")
         if isinstance(saved, Tensor) and saved.dim() == 2 and saved.shape[1] == self.num_features:
-            self.bank = torch.empty(saved.shape, device=self.bank.device, dtype=self.bank.dtype)
+            self._replace_bank(
+                torch.empty(saved.shape, device=self.bank.device, dtype=self.bank.dtype)
+            )
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, *args)
-
-
-class MomentumClusterMemory(ClusterMemory):
-    """Every instance updates its row once, in batch order (the reference default).
-
-    Later instances of a cluster see the rows already moved by earlier ones, so
-    with `momentum = 0.1` the last instance of each cluster dominates. The loop
-    runs over the position within a cluster and is vectorised across clusters,
-    which keeps the per-cluster sequence exact.
-    """
-
-    def _apply_update(self, x: Tensor, targets: Tensor) -> None:
-        order = torch.sort(targets, stable=True).indices  # grouped by cluster, batch order kept
-        sorted_targets = targets[order]
-        starts = torch.ones_like(sorted_targets, dtype=torch.bool)
-        starts[1:] = sorted_targets[1:] != sorted_targets[:-1]
-        group_start = torch.cummax(
-            torch.where(starts, torch.arange(len(order), device=order.device), 0), dim=0
-        ).values
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(len(order), device=order.device) - group_start
-        for r in range(int(rank.max()) + 1):
-            step = (rank == r).nonzero().flatten()  # batch order; clusters distinct
-            self._momentum_step(targets[step], x[step])
-
-
-class HardClusterMemory(ClusterMemory):
-    """Per cluster in the batch, only its least similar instance updates the row.
-
-    Similarity is the cosine to the row before this batch's update; ties go to
-    the first such instance in batch order. Pulling towards the hardest positive
-    keeps the row from collapsing onto the easy, camera-biased majority.
-    """
-
-    def _apply_update(self, x: Tensor, targets: Tensor) -> None:
-        sims = (x * self.bank[targets]).sum(dim=1)
-        clusters = torch.unique(targets)
-        lowest = torch.full((self.num_clusters,), math.inf, dtype=sims.dtype, device=sims.device)
-        lowest = lowest.scatter_reduce(0, targets, sims, reduce="amin")
-        positions = torch.arange(len(targets), device=targets.device)
-        candidate = torch.where(sims == lowest[targets], positions, len(targets))
-        first = torch.full_like(lowest, len(targets), dtype=torch.long)
-        first = first.scatter_reduce(0, targets, candidate, reduce="amin")
-        self._momentum_step(clusters, x[first[clusters]])
-
-
-class MeanClusterMemory(ClusterMemory):
-    """Per cluster in the batch, one update towards the plain mean of its instances.
-
-    The mean of unit vectors is not renormalised before mixing (as HHCL's mean
-    centroids), so a spread-out cluster moves its row less than a tight one.
-    """
-
-    def _apply_update(self, x: Tensor, targets: Tensor) -> None:
-        sums = torch.zeros(self.num_clusters, x.shape[1], dtype=x.dtype, device=x.device)
-        sums.index_add_(0, targets, x)
-        counts = torch.bincount(targets, minlength=self.num_clusters)
-        clusters = counts.nonzero().flatten()
-        means = sums[clusters] / counts[clusters].unsqueeze(1).to(x.dtype)
-        self._momentum_step(clusters, means)
-
-
-_POLICIES: dict[str, type[ClusterMemory]] = {
-    "momentum": MomentumClusterMemory,
-    "hard": HardClusterMemory,
-    "mean": MeanClusterMemory,
-}
-
-
-def build_cluster_memory(policy: str, num_features: int, momentum: float = 0.1) -> ClusterMemory:
-    """Config-facing constructor: the policy name picks the class."""
-    try:
-        cls = _POLICIES[policy]
-    except (KeyError, TypeError):
-        raise ValueError(f"policy must be one of {sorted(_POLICIES)}, found {policy!r}") from None
-    return cls(num_features, momentum)

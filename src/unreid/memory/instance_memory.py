@@ -20,20 +20,24 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from unreid.memory.read_only_bank import ReadOnlyBank
+
+__all__ = ["InstanceMemory"]
 
 
-class InstanceMemory(nn.Module):
-    bank: Tensor
+class InstanceMemory(ReadOnlyBank):
+    """(C, K, D) bank of instance features plus each cluster's ring pointer (both buffers)."""
+
     pointer: Tensor
 
     def __init__(self, num_features: int, slots: int) -> None:
-        super().__init__()
         if slots < 1:
             raise ValueError(f"slots (instances per cluster) must be >= 1, found {slots}")
+        super().__init__(torch.zeros(0, slots, num_features))
         self.num_features = num_features
         self.slots = slots
-        self.register_buffer("bank", torch.zeros(0, slots, num_features))
         self.register_buffer("pointer", torch.zeros(0, dtype=torch.long))
 
     @property
@@ -73,7 +77,7 @@ class InstanceMemory(nn.Module):
             * counts.unsqueeze(1)
         ).long()
         pick = torch.where(slot.unsqueeze(0) < counts.unsqueeze(1), slot.unsqueeze(0), extra)
-        self.bank = feats[order[starts.unsqueeze(1) + pick]]
+        self._replace_bank(feats[order[starts.unsqueeze(1) + pick]])
         self.pointer = torch.zeros(num_clusters, dtype=torch.long, device=features.device)
 
     @torch.no_grad()

@@ -1,4 +1,8 @@
-"""Which batch instances of each cluster a selective update (and loss) uses.
+"""Which batch instances of each cluster an update (and a selective loss) uses.
+
+A selection is `(positions, ranks)`: batch positions, each with its rank
+among the chosen instances of its cluster, ordered by rank then cluster, so a
+memory can apply rank 0 of every cluster at once, then rank 1, and so on.
 
 SCL ("Mind your clever neighbours", Eq. 6-7) ranks the instances of every
 cluster in the batch by their similarity to the cluster's memory row and keeps
@@ -12,6 +16,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "every_instance",
     "group_by_target",
     "least_similar_per_cluster",
     "random_per_cluster",
@@ -75,6 +80,12 @@ def random_per_cluster(
         raise ValueError(f"k must be a positive int, found {k!r}")
     keys = torch.rand(targets.shape, generator=generator, device="cpu").to(targets.device)
     return _ordered(rank_within_clusters(keys, targets), targets, k)
+
+
+def every_instance(targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Every instance, ranked by batch position within its cluster (0 = first in the batch)."""
+    positions = torch.arange(len(targets), device=targets.device)
+    return _ordered(rank_within_clusters(positions, targets), targets, len(targets))
 
 
 def group_by_target(targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
