@@ -13,15 +13,26 @@ from typing import Any
 import torch
 from torch import nn
 
+__all__ = ["load_checkpoint", "load_matching", "save_checkpoint"]
+
 
 def save_checkpoint(path: str | Path, **state: Any) -> None:
+    """Write `state` to `path` atomically: a crash mid-write keeps the previous file intact.
+
+    The data goes to `<path>.tmp` first and is renamed over `path` only when complete,
+    so a resume never finds a half-written checkpoint; a failed write removes its `.tmp`.
+    """
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint under the real name
+    try:
+        torch.save(state, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # already gone after a successful replace
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The saved dict, read with `weights_only=True`; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")

@@ -7,9 +7,9 @@ import copy
 import torch
 from torch import nn
 
-from unreid.config import ModelConfig
 from unreid.models.dsbn import ALL_ROWS, DomainSpecificBatchNorm, convert_to_dsbn, source_rows
 from unreid.models.reid_model import build_model
+from unreid.settings import ModelConfig
 
 
 def test_split_batch_normalises_each_domain_with_its_own_statistics():

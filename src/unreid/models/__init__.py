@@ -1,0 +1,10 @@
+"""Networks and the registries of the names a config may choose (`model.arch`, `model.pooling`).
+
+The registries are re-exported here because the config loader checks names against them
+without caring which module defines each one.
+"""
+
+from unreid.models.backbones import BACKBONES, Backbone, list_backbones
+from unreid.models.pooling import POOLINGS, list_poolings
+
+__all__ = ["BACKBONES", "POOLINGS", "Backbone", "list_backbones", "list_poolings"]

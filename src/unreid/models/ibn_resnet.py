@@ -29,7 +29,7 @@ from torch import nn
 from torchvision.models import resnet50
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from unreid.models.weights import PretrainedWeightsError, read_state_dict
+from unreid.models.weights import PretrainedWeightsError, hub_cache_path, read_state_dict
 
 IBN_A_RESNET50_URL = (
     "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/resnet50_ibn_a-d9d0bb7b.pth"
@@ -77,7 +77,7 @@ def resnet50_ibn_a(weights: None = None) -> ResNet:
 
 def ibn_a_cache_path() -> Path:
     """Where torch.hub would have saved the authors' file (and where we look for it)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(IBN_A_RESNET50_URL).name
+    return hub_cache_path(IBN_A_RESNET50_URL)
 
 
 def ibn_a_imagenet_state_dict() -> dict[str, torch.Tensor]:

@@ -3,9 +3,10 @@
 Last stride 1 doubles the final feature map (16×8 for 256×128 input), which
 every reference recipe uses. The BatchNorm neck has a frozen bias, as in the
 reference code, and the output is L2-normalised in training and evaluation so
-memory banks and retrieval see the same unit vectors. Trunks: torchvision's
-ResNet-18/50 and IBN-ResNet-50-a (`ibn_resnet.py`, torchvision's ResNet-50 with
-IBN norms, so the stride and feature-map code below serves all three).
+memory banks and retrieval see the same unit vectors. Trunks come from the
+`BACKBONES` registry (`backbones.py`); all are torchvision `ResNet`s (IBN-ResNet-50-a
+is torchvision's ResNet-50 with IBN norms), so the stride and feature-map code below
+serves every one of them.
 """
 
 from __future__ import annotations
@@ -13,29 +14,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from unreid.config import ModelConfig
+from unreid.models.backbones import BACKBONES
 from unreid.models.dsbn import convert_to_dsbn
-from unreid.models.ibn_resnet import ibn_a_imagenet_state_dict, resnet50_ibn_a
-from unreid.models.pooling import build_pooling
-from unreid.models.weights import imagenet_state_dict, load_backbone_weights, read_state_dict
+from unreid.models.pooling import POOLINGS
+from unreid.models.weights import load_backbone_weights, read_state_dict
+from unreid.settings import ModelConfig
 
-ARCHS = {
-    "resnet18": (resnet18, 512),
-    "resnet50": (resnet50, 2048),
-    "resnet50_ibn_a": (resnet50_ibn_a, 2048),
-}
-# Archs whose ImageNet weights torchvision does not serve: read from the hub cache instead.
-CACHED_IMAGENET = {"resnet50_ibn_a": ibn_a_imagenet_state_dict}
-
-
-def imagenet_weights(arch: str) -> dict[str, torch.Tensor]:
-    """torchvision's download for plain ResNets, the hub-cache file for the others."""
-    if arch in CACHED_IMAGENET:
-        return CACHED_IMAGENET[arch]()
-    return imagenet_state_dict(arch)
+__all__ = ["ReidModel", "build_model", "set_last_stride"]
 
 
 def set_last_stride(net: ResNet, stride: int) -> None:
@@ -52,30 +39,32 @@ def set_last_stride(net: ResNet, stride: int) -> None:
 
 
 class ReidModel(nn.Module):
+    """Images -> unit embeddings, the same in training and evaluation (see the module doc)."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        if cfg.arch not in ARCHS:
-            raise ValueError(f"model.arch={cfg.arch!r}; available: {', '.join(ARCHS)}")
+        entry = BACKBONES.get(cfg.arch)  # unknown names fail here, listing the known ones
+        make_pool = POOLINGS.get(cfg.pooling)
         if cfg.last_stride not in (1, 2):
             raise ValueError(f"model.last_stride must be 1 or 2, got {cfg.last_stride}")
-        factory, dim = ARCHS[cfg.arch]
-        self.backbone = factory(weights=None)
+        self.backbone = entry.factory(weights=None)
         if cfg.pretrained == "imagenet":
-            load_backbone_weights(self.backbone, imagenet_weights(cfg.arch), "imagenet")
+            load_backbone_weights(self.backbone, entry.imagenet(), "imagenet")
         elif cfg.pretrained != "none":
             load_backbone_weights(self.backbone, read_state_dict(cfg.pretrained), cfg.pretrained)
         set_last_stride(self.backbone, cfg.last_stride)
         self.backbone.fc = nn.Identity()
-        self.pool = build_pooling(cfg.pooling)
-        self.neck = nn.BatchNorm1d(dim)
+        self.pool = make_pool()
+        self.neck = nn.BatchNorm1d(entry.feature_dim)
         nn.init.ones_(self.neck.weight)
         nn.init.zeros_(self.neck.bias)
         self.neck.bias.requires_grad_(False)
-        self.feature_dim = dim
+        self.feature_dim = entry.feature_dim
         if cfg.dsbn:  # after the weights: both domains start from the same statistics
             convert_to_dsbn(self)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk without its pooling and classifier: where the last stride shows."""
         b = self.backbone
         x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
         return b.layer4(b.layer3(b.layer2(b.layer1(x))))

@@ -1,53 +1,92 @@
 """Getting ImageNet or user weights into a backbone, failing loudly when they can't be had.
 
-torchvision's download has no timeout of its own: on a machine with no route
-out it can sit for minutes. We bound it and turn every failure into one message
-that says which file was wanted, where it would be cached, and the two ways
-round it (place the file there, or pass a local path / `none`).
+torchvision's own download (`WeightsEnum.get_state_dict`) has no timeout: on a machine
+with no route out it can sit for minutes, and bounding it from outside means changing
+the process-wide socket timeout, which every other connection in the process would then
+inherit. So the download is ours: `urlopen` with its own timeout, streamed into a
+temporary file beside the target and renamed into place only once complete (a killed or
+failed download never leaves a truncated file where the next run would trust it). The
+target is torch hub's checkpoint directory, under torchvision's file name, so files
+fetched by torchvision, by hand or by us are interchangeable. Every failure becomes one
+message that says which file was wanted, where it would be cached, and the two ways round
+it (place the file there, or pass a local path / `none`).
 """
 
 from __future__ import annotations
 
-import socket
+import http.client
+import logging
+import os
+import tempfile
+import urllib.request
 from pathlib import Path
-from urllib.error import URLError
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, ResNet50_Weights
+from torchvision.models import WeightsEnum
 
-IMAGENET_WEIGHTS = {
-    # V1 weights: the ones `resnet50(pretrained=True)` gave the reference code.
-    "resnet18": ResNet18_Weights.IMAGENET1K_V1,
-    "resnet50": ResNet50_Weights.IMAGENET1K_V1,
-}
+__all__ = [
+    "DOWNLOAD_TIMEOUT_S",
+    "PretrainedWeightsError",
+    "download_to",
+    "hub_cache_path",
+    "imagenet_state_dict",
+    "load_backbone_weights",
+    "read_state_dict",
+]
+
+log = logging.getLogger("unreid")
+
+# Seconds one connect or read may stall (not the whole transfer: a slow but live link is fine).
 DOWNLOAD_TIMEOUT_S = 30.0
+CHUNK_BYTES = 1 << 20
 
 
 class PretrainedWeightsError(RuntimeError):
     """ImageNet or user weights could not be loaded; the message says how to fix it."""
 
 
-def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    if arch not in IMAGENET_WEIGHTS:
-        raise PretrainedWeightsError(f"no ImageNet weights known for arch {arch!r}")
-    weights = IMAGENET_WEIGHTS[arch]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+def hub_cache_path(url: str) -> Path:
+    """Where torch.hub keeps `url`'s file, so torchvision and hand-placed copies are found."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def download_to(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
+    """Fetch `url` into `dest`; `dest` appears only when the whole file has arrived.
+
+    The temporary file sits in `dest`'s directory so the final rename is atomic (same
+    filesystem), and it is removed on any failure, interrupts included.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
+    tmp = Path(tmp_name)
     try:
-        return weights.get_state_dict(progress=True)
-    except (URLError, OSError, TimeoutError) as err:
-        raise PretrainedWeightsError(
-            f"could not get ImageNet weights for {arch}: {err}.\n"
-            f"  wanted: {weights.url}\n"
-            f"  cache:  {cached}\n"
-            "Fix: download that file on a machine with internet and copy it to the cache path, "
-            "or set model.pretrained=/path/to/weights.pth, or model.pretrained=none "
-            "for random init."
-        ) from err
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(CHUNK_BYTES):
+                out.write(chunk)
+        os.replace(tmp, dest)
     finally:
-        socket.setdefaulttimeout(previous)
+        tmp.unlink(missing_ok=True)
+
+
+def imagenet_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights: the hub-cache copy, downloaded there first if missing."""
+    cached = hub_cache_path(weights.url)
+    if not cached.is_file():
+        log.info("downloading %s to %s", weights.url, cached)
+        try:
+            download_to(weights.url, cached)
+        except (OSError, http.client.HTTPException) as err:  # URLError and timeouts are OSErrors
+            raise PretrainedWeightsError(
+                f"could not get ImageNet weights {weights}: {err}.\n"
+                f"  wanted: {weights.url}\n"
+                f"  cache:  {cached}\n"
+                "Fix: download that file on a machine with internet and copy it to the cache "
+                "path, or set model.pretrained=/path/to/weights.pth, or model.pretrained=none "
+                "for random init."
+            ) from err
+    return read_state_dict(cached)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -80,7 +119,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_backbone_weights(backbone: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load into the torchvision ResNet, ignoring its classifier; anything else missing is an error."""
+    """Load into the torchvision ResNet, ignoring its classifier; anything else missing is an error.
+
+    A silent partial load would train from a half-random trunk and only show up as a poor
+    mAP hours later, hence the strict key and shape check up front.
+    """
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if any(k.startswith("backbone.") for k in state):  # a whole unreid model
         state = {

@@ -1,0 +1,112 @@
+"""Checkpoints: what goes in comes back under `weights_only=True`, writes are atomic, bad files
+are named, and resuming loads parameters strictly but tolerates resized buffers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from unreid import checkpoint
+from unreid.checkpoint import load_checkpoint, load_matching, save_checkpoint
+
+
+class Tiny(nn.Module):
+    """One parameter and one buffer whose size, like a memory bank's, may change per run."""
+
+    def __init__(self, rows: int = 4) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+        self.register_buffer("bank", torch.zeros(rows, 2))
+
+
+def test_round_trip_of_tensors_numbers_strings_lists_and_dicts(tmp_path):
+    path = tmp_path / "last.pth"
+    state = {
+        "model": {"w": torch.randn(3, 2), "step": torch.tensor(7)},
+        "epoch": 12,
+        "mAP": 0.4375,
+        "method": "cluster_contrast",
+        "history": [1, 2.5, "x"],
+    }
+    save_checkpoint(path, **state)
+    loaded = load_checkpoint(path)  # load_checkpoint reads with weights_only=True
+    assert loaded.keys() == state.keys()
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"])
+    assert torch.equal(loaded["model"]["step"], state["model"]["step"])
+    assert loaded["epoch"] == 12 and isinstance(loaded["epoch"], int)
+    assert loaded["mAP"] == 0.4375 and loaded["method"] == "cluster_contrast"
+    assert loaded["history"] == [1, 2.5, "x"]
+    assert torch.load(path, weights_only=True)["epoch"] == 12  # torch's strict loader too
+
+
+def test_save_leaves_no_tmp_and_replaces_the_previous_file(tmp_path):
+    path = tmp_path / "last.pth"
+    save_checkpoint(path, epoch=1)
+    save_checkpoint(path, epoch=2)
+    assert load_checkpoint(path)["epoch"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]
+
+
+def test_failed_save_keeps_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = tmp_path / "last.pth"
+    save_checkpoint(path, epoch=1)
+    before = path.read_bytes()
+
+    def crash_midway(obj, target):
+        with open(target, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, epoch=2)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # the partial .tmp is gone
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_missing_file_is_named(tmp_path):
+    path = tmp_path / "nowhere.pth"
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        load_checkpoint(path)
+
+
+def test_corrupt_file_is_named(tmp_path):
+    path = tmp_path / "broken.pth"
+    path.write_bytes(b"\x00not a torch file")
+    with pytest.raises(ValueError, match=r"broken\.pth.*not a readable unreid checkpoint"):
+        load_checkpoint(path)
+
+
+def test_load_matching_loads_parameters_and_same_shaped_buffers():
+    source = Tiny()
+    source.bank.fill_(3.0)
+    target = Tiny()
+    load_matching(target, source.state_dict(), "ckpt")
+    assert torch.equal(target.linear.weight, source.linear.weight)
+    assert torch.equal(target.bank, source.bank)
+
+
+def test_load_matching_skips_a_buffer_whose_shape_changed():
+    source = Tiny(rows=6)
+    source.bank.fill_(3.0)
+    target = Tiny(rows=4)
+    load_matching(target, source.state_dict(), "ckpt")
+    assert torch.equal(target.linear.bias, source.linear.bias)
+    assert torch.equal(target.bank, torch.zeros(4, 2))  # left as built, to be refilled
+
+
+def test_load_matching_names_a_missing_parameter():
+    state = Tiny().state_dict()
+    del state["linear.bias"]
+    with pytest.raises(ValueError, match=r"ckpt: parameters missing \['linear.bias'\]"):
+        load_matching(Tiny(), state, "ckpt")
+
+
+def test_load_matching_names_a_mis_shaped_parameter():
+    state = Tiny().state_dict()
+    state["linear.weight"] = torch.zeros(5, 3)
+    with pytest.raises(ValueError, match=r"mis-shaped \['linear.weight'\]"):
+        load_matching(Tiny(), state, "ckpt")
