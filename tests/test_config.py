@@ -65,7 +65,7 @@ def test_wrong_types_rejected():
 def test_cross_field_validation():
     with pytest.raises(ConfigError, match="multiple of train.num_instances"):
         load_config(None, ["train.batch_size=100", "train.num_instances=16"])
-    with pytest.raises(ConfigError, match="select_best_on"):
+    with pytest.raises(ConfigError, match=r"eval\.select_best_on='best': must be one of val"):
         load_config(None, ["eval.select_best_on=best"])
     with pytest.raises(ConfigError, match="must be < 1 with the sparse"):
         load_config(None, ["cluster.eps=1.0"])
@@ -107,7 +107,7 @@ def test_table1_variant_presets_carry_the_published_settings():
             0.5,
         )
         assert (c.hard_negatives, c.inter_positives, c.cluster_weight) == (50, "all", 1.0)
-        assert cap.cluster_contrast.temperature == 0.05 and cap.data.dataset == name
+        assert cap.cap.memory.temperature == 0.05 and cap.data.dataset == name
     only = load_config("cap/market1501_cap_only")
     assert only.cap.cluster_weight == 0 and (only.cluster.k1, only.cluster.eps) == (20, 0.5)
     m2m = load_config("spcl_uda/msmt17_to_market1501")
@@ -115,7 +115,126 @@ def test_table1_variant_presets_carry_the_published_settings():
     assert (m2m.data.source, m2m.data.dataset) == ("msmt17", "market1501")
     assert (m2s.data.source, m2s.data.dataset) == ("market1501", "msmt17")
     for cfg in (m2m, m2s):
-        assert cfg.model.dsbn and cfg.cluster_contrast.momentum == 0.2
+        assert cfg.model.dsbn and cfg.spcl_uda.memory.momentum == 0.2
         assert (cfg.train.batch_size, cfg.train.num_instances, cfg.train.iters) == (128, 4, 400)
     veri = load_config("cluster_contrast/veri")
     assert (veri.data.dataset, veri.data.height, veri.data.width) == ("veri", 224, 224)
+
+
+# ----------------------------------------------------------- checked at load time
+def test_misspelt_method_is_rejected_with_the_allowed_values():
+    with pytest.raises(
+        ConfigError, match=r"method='hhlc': must be one of .*cluster_contrast.*hhcl"
+    ):
+        load_config("hhcl/market1501", ["method=hhlc"])
+
+
+def test_section_of_an_inactive_method_is_rejected(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"section 'hhcl'.*method='cluster_contrast'"):
+        load_config(None, ["hhcl.mu=0.3"])
+    stray = tmp_path / "stray.yaml"
+    stray.write_text("method: hhcl\ngcl_scl:\n  k: 3\n")
+    with pytest.raises(ConfigError, match=r"stray\.yaml: section 'gcl_scl'.*method='hhcl'"):
+        load_config(str(stray))
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        (
+            "hhcl.form=relased",
+            r"command line: hhcl\.form='relased': must be one of paper, released",
+        ),
+        ("hhcl.mu=1.5", r"hhcl\.mu=1\.5: must be in \[0\.0, 1\.0\]"),
+        ("hhcl.temperature=0", r"hhcl\.temperature=0\.0: must be > 0"),
+    ],
+)
+def test_bad_value_in_the_active_method_section_names_key_value_and_range(override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config("hhcl/market1501", [override])
+
+
+def test_every_method_section_rejects_a_bad_choice_at_load_time():
+    cases = {
+        "cluster_contrast": "cluster_contrast.memory_update=hardest",
+        "cap": "cap.inter_positives=some",
+        "spcl_uda": "spcl_uda.source_centroids=keep",
+        "gcl_scl": "gcl_scl.update=top",
+        "csa_hps": "csa_hps.init=attention",
+        "hhcl": "hhcl.form=both",
+    }
+    from unreid.methods import list_methods
+
+    assert sorted(cases) == list_methods()
+    for method, override in cases.items():
+        source = ["data.source=market1501"] if method == "spcl_uda" else []
+        with pytest.raises(ConfigError, match=override.replace(".", r"\.").split("=")[0]):
+            load_config(None, [f"method={method}", *source, override])
+
+
+def test_nested_memory_block_is_checked_with_its_full_key():
+    with pytest.raises(ConfigError, match=r"cap\.memory\.momentum=1\.0: must be in"):
+        load_config("cap/demo", ["cap.memory.momentum=1.0"])
+
+
+def test_keys_the_mode_ignores_are_reported(caplog):
+    with caplog.at_level("WARNING", logger="unreid"):
+        load_config("hhcl/market1501_released", ["hhcl.mu=0.3", "cluster.infomap_k=9"])
+    text = caplog.text
+    assert "hhcl.mu=0.3 is ignored (hhcl.form=released)" in text
+    assert "cluster.infomap_k=9 is ignored (cluster.method=dbscan)" in text
+
+
+def test_saved_config_holds_only_what_applies(tmp_path: Path):
+    cfg = load_config("hhcl/market1501_released")
+    dump_config(cfg, tmp_path / "c.yaml")
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert "cluster_contrast" not in saved and "gcl_scl" not in saved and "hhcl" in saved
+    assert "mu" not in saved["hhcl"] and "infomap_k" not in saved["cluster"]
+    assert load_config(str(tmp_path / "c.yaml")) == cfg
+
+
+def test_yaml_1_1_exponent_floats_and_syntax_errors(tmp_path: Path):
+    assert load_config(None, ["train.lr=1e-4"]).train.lr == pytest.approx(1e-4)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train:\n  lr: [1e-4\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: line \d+, column \d+: not valid YAML"):
+        load_config(str(broken))
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _defaults(method: str) -> dict:
+    import dataclasses
+
+    cfg = Config(method=method)
+    tree = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "method_cfg"}
+    tree[method] = dataclasses.asdict(cfg.method_cfg)
+    return _flat(tree)
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_presets_hold_only_what_differs(preset):
+    """Every key a preset file sets changes what the defaults and its `base:` chain give."""
+    from unreid.config import preset_chain, resolve_preset
+
+    chain = preset_chain(resolve_preset(preset))
+    method = load_config(preset).method
+    reference = {**_defaults(method), "method": "cluster_contrast"}
+    for data, _ in chain[:-1]:
+        reference.update(_flat(data))
+    for key, value in _flat(chain[-1][0]).items():
+        if key != "name":
+            assert reference.get(key, object()) != value, (
+                f"{preset}: {key}={value!r} is the default"
+            )

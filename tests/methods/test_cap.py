@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from unreid.config import load_config
 from unreid.losses import cluster_nce
 from unreid.losses.camera_proxy_nce import inter_camera_nce, intra_camera_nce
-from unreid.methods import Batch, build_method
+from unreid.methods import Batch, MethodContext, build_method
 from unreid.pseudo_labels import PseudoLabels
 
 D = 8
@@ -23,7 +23,9 @@ def setup(*overrides: str, epoch: int = 0):
     )
     feats = F.normalize(torch.randn(12, D, generator=torch.Generator().manual_seed(0)), dim=1)
     labels = PseudoLabels(torch.tensor(LABELS).numpy())
-    m = build_method(cfg, D)
+    m = build_method(
+        cfg.method, cfg.method_cfg, MethodContext(D, cfg.train.num_instances, cfg.train.seed)
+    )
     m.start_epoch(epoch, feats, labels, CAMERAS)
     return cfg, m, feats, labels
 

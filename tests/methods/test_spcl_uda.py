@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from unreid.config import ConfigError, load_config
 from unreid.losses import cluster_nce
-from unreid.methods import Batch, build_method
+from unreid.methods import Batch, MethodContext, build_method
 from unreid.pseudo_labels import PseudoLabels
 
 D = 6
@@ -31,7 +31,9 @@ def build(*overrides: str):
             *overrides,
         ],
     )
-    return build_method(cfg, D)
+    return build_method(
+        cfg.method, cfg.method_cfg, MethodContext(D, cfg.train.num_instances, cfg.train.seed)
+    )
 
 
 def test_rows_are_source_classes_then_target_clusters():

@@ -1,6 +1,24 @@
-"""Training methods, one file each; importing this package registers them."""
+"""Training methods, one file each with its own config; importing this package registers them."""
 
 from unreid.methods import cap, cluster_contrast, csa_hps, gcl_scl, hhcl, spcl_uda  # noqa: F401
-from unreid.methods.base import METHODS, Batch, Method, build_method, register_method
+from unreid.methods.base import (
+    METHODS,
+    Batch,
+    Method,
+    MethodContext,
+    MethodSpec,
+    build_method,
+    list_methods,
+    register_method,
+)
 
-__all__ = ["METHODS", "Batch", "Method", "build_method", "register_method"]
+__all__ = [
+    "METHODS",
+    "Batch",
+    "Method",
+    "MethodContext",
+    "MethodSpec",
+    "build_method",
+    "list_methods",
+    "register_method",
+]

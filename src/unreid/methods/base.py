@@ -11,19 +11,25 @@ Domain adaptation adds a labelled source set: when `wants_source_features`
 says so, the engine extracts the source images and calls `start_source`
 before `start_epoch`, and each batch holds `source_count` source samples
 ahead of the target ones.
+
+Each method registers `(name, config class, factory)`: the config class is
+its own section of the run config (checked when the config is loaded), and
+the factory receives that section plus what the method needs from the rest
+of the run, passed explicitly (`MethodContext`), never the whole config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from unreid.config import Config
 from unreid.data.samples import Sample
 from unreid.pseudo_labels import PseudoLabels
+from unreid.registry import Registry
 
 
 @dataclass
@@ -73,26 +79,47 @@ class Method(nn.Module):
     def update_memories(self, batch: Batch) -> None:
         """Called after the optimizer step with detached features."""
 
-    def describe(self) -> str:
-        return self.name
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method may know of the run beyond its own section."""
+
+    feature_dim: int
+    num_instances: int = 16  # K of the P×K batch
+    seed: int = 1
 
 
-METHODS: dict[str, Callable[[Config, int], Method]] = {}
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    config: type  # the method's config dataclass: its section of the run config
+    factory: Callable[[Any, MethodContext], Method]
+    # Adapts domains: needs a labelled source set (`data.source`).
+    needs_source: bool = False
 
 
-def register_method(name: str) -> Callable:
-    def wrap(factory: Callable[[Config, int], Method]) -> Callable[[Config, int], Method]:
-        if name in METHODS:
-            raise ValueError(f"method {name!r} registered twice")
-        METHODS[name] = factory
-        return factory
-
-    return wrap
+METHODS: Registry[MethodSpec] = Registry("method")
 
 
-def build_method(cfg: Config, feature_dim: int) -> Method:
-    import unreid.methods  # noqa: F401  (registers the built-in methods)
+def register_method(
+    name: str,
+    config: type,
+    factory: Callable[[Any, MethodContext], Method],
+    *,
+    needs_source: bool = False,
+) -> MethodSpec:
+    return METHODS.register(name, MethodSpec(name, config, factory, needs_source))
 
-    if cfg.method not in METHODS:
-        raise ValueError(f"method={cfg.method!r}; available: {', '.join(sorted(METHODS))}")
-    return METHODS[cfg.method](cfg, feature_dim)
+
+def list_methods() -> list[str]:
+    return METHODS.names()
+
+
+def build_method(name: str, section: Any, context: MethodContext) -> Method:
+    """The method `name` from its config section (an instance of its registered class)."""
+    spec = METHODS.get(name)
+    if not isinstance(section, spec.config):
+        raise TypeError(
+            f"method {name!r} takes a {spec.config.__name__} section, got {type(section).__name__}"
+        )
+    return spec.factory(section, context)

@@ -5,7 +5,7 @@ Cluster Contrast's appendix (§1.3) adopts its cluster-level memory into CAP
 proxies (memory/camera_proxy_memory.py). Three terms train the model:
 
 - ClusterNCE against the cluster memory, exactly as Cluster Contrast
-  (settings from the `cluster_contrast` section; `cap.cluster_weight` scales
+  (settings in the embedded `cap.memory` block; `cap.cluster_weight` scales
   it, 0 gives CAP alone);
 - the intra-camera loss: each sample against its own camera's proxies;
 - from `cap.inter_start_epoch` on, the inter-camera loss: the cluster's
@@ -20,36 +20,67 @@ other cameras; CAP's own proxy-balanced sampler is not reproduced.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
-from unreid.config import Config
+from unreid.errors import check_choice, check_range
 from unreid.losses.camera_proxy_nce import inter_camera_nce, intra_camera_nce
 from unreid.memory.camera_proxy_memory import CameraProxyMemory
-from unreid.methods.base import Batch, Method, register_method
-from unreid.methods.cluster_contrast import ClusterContrast
+from unreid.methods.base import Batch, Method, MethodContext, register_method
+from unreid.methods.cluster_contrast import ClusterContrast, ClusterMemoryConfig
 from unreid.pseudo_labels import PseudoLabels
+
+INTER_POSITIVES = ("other_cameras", "all")
+
+
+@dataclass
+class CAPConfig:
+    """Camera-aware proxies (Wang et al., AAAI 2021) on Cluster Contrast."""
+
+    temperature: float = 0.07
+    # Proxy memory momentum (weight of the OLD row, as everywhere here).
+    momentum: float = 0.2
+    intra_weight: float = 1.0
+    inter_weight: float = 0.5
+    # 0-based epoch from which the inter-camera loss is on (reference: epoch >= 5).
+    inter_start_epoch: int = 5
+    hard_negatives: int = 50
+    # Inter-camera positives: "other_cameras" (the cluster's proxies in cameras
+    # other than the sample's) or "all" (every proxy of the cluster, the sample's
+    # own camera included: the reference code).
+    inter_positives: str = "other_cameras"
+    # Weight of the cluster-level ClusterNCE term; 0 = CAP alone (no cluster memory).
+    cluster_weight: float = 1.0
+    # The cluster-level memory and its ClusterNCE term (Cluster Contrast's settings).
+    memory: ClusterMemoryConfig = field(default_factory=ClusterMemoryConfig)
+
+    def __post_init__(self) -> None:
+        check_range("temperature", self.temperature, 0.0, low_open=True)
+        check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_range("hard_negatives", self.hard_negatives, 1)
+        check_range("inter_start_epoch", self.inter_start_epoch, 0)
+        for key in ("intra_weight", "inter_weight", "cluster_weight"):
+            check_range(key, getattr(self, key), 0.0)
+        check_choice("inter_positives", self.inter_positives, INTER_POSITIVES)
+
+    def ignored(self) -> dict[str, str]:
+        out = {}
+        if self.inter_weight == 0:
+            why = "cap.inter_weight=0"
+            out.update({k: why for k in ("inter_start_epoch", "hard_negatives", "inter_positives")})
+        if self.cluster_weight == 0:
+            out["memory"] = "cap.cluster_weight=0 (CAP alone: no cluster memory)"
+        return out
 
 
 class CameraAwareProxies(ClusterContrast):
     name = "cap"
     requires_cameras = True
 
-    def __init__(self, cfg: Config, feature_dim: int) -> None:
-        super().__init__(cfg, feature_dim)
-        c = cfg.cap
-        checks = {
-            "temperature must be > 0": c.temperature > 0,
-            "momentum must be in [0, 1)": 0.0 <= c.momentum < 1.0,
-            "hard_negatives must be >= 1": c.hard_negatives >= 1,
-            "inter_start_epoch must be >= 0": c.inter_start_epoch >= 0,
-            "weights must be >= 0": min(c.intra_weight, c.inter_weight, c.cluster_weight) >= 0,
-            "inter_positives must be 'other_cameras' or 'all'": c.inter_positives
-            in ("other_cameras", "all"),
-        }
-        bad = [msg for msg, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("cap: " + "; ".join(bad))
-        self.cap = c
+    def __init__(self, cfg: CAPConfig, feature_dim: int) -> None:
+        super().__init__(cfg.memory, feature_dim)
+        c = self.cap = cfg
         self.proxies = CameraProxyMemory(feature_dim, c.momentum)
         self.epoch = 0
 
@@ -94,15 +125,9 @@ class CameraAwareProxies(ClusterContrast):
             super().update_memories(batch)
         self.proxies.update(batch.features, batch.targets, batch.cameras)
 
-    def describe(self) -> str:
-        c = self.cap
-        return (
-            f"cap(tau={c.temperature}, proxy momentum={c.momentum}, inter from epoch "
-            f"{c.inter_start_epoch} x{c.inter_weight}, {c.hard_negatives} hard negatives, "
-            f"positives={c.inter_positives}, cluster_nce x{c.cluster_weight})"
-        )
+
+def _build(cfg: CAPConfig, ctx: MethodContext) -> Method:
+    return CameraAwareProxies(cfg, ctx.feature_dim)
 
 
-@register_method("cap")
-def _build(cfg: Config, feature_dim: int) -> Method:
-    return CameraAwareProxies(cfg, feature_dim)
+register_method("cap", CAPConfig, _build)

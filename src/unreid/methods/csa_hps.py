@@ -38,13 +38,15 @@ What we built (``models/set_attention.py`` holds the module):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from unreid.config import Config
+from unreid.errors import check_choice, check_range
 from unreid.losses import cluster_nce
-from unreid.memory.selection import group_by_target
-from unreid.memory.selective_memory import SelectiveClusterMemory
-from unreid.methods.base import Batch, Method, register_method
+from unreid.memory import build_cluster_memory
+from unreid.memory.selection import group_by_target, least_similar_per_cluster
+from unreid.methods.base import Batch, Method, MethodContext, register_method
 from unreid.models.set_attention import SelfAttentionAggregation
 from unreid.pseudo_labels import PseudoLabels
 
@@ -52,27 +54,52 @@ INITS = ("csa", "mean")
 UPDATES = ("hps", "hard", "mean")
 
 
+@dataclass
+class CSAHPSConfig:
+    """CSA + HPS on Cluster Contrast; the module docstring explains the design."""
+
+    # Prototype initialisation: "csa" (self-attention aggregation of each cluster)
+    # or "mean" (Cluster Contrast's normalised mean; "CSA off").
+    init: str = "csa"
+    # Memory update per cluster in the batch: "hps" (its most dispersed instance by
+    # the SAA module), "hard" (least similar to the row) or "mean" (momentum towards
+    # the batch mean; "HPS off").
+    update: str = "hps"
+    momentum: float = 0.1
+    temperature: float = 0.05
+    heads: int = 8
+    attention_temperature: float = 0.1
+    # Weight of the aggregation loss that trains SAA: each batch cluster group's
+    # aggregated prototype, ClusterNCE against the memory.
+    aggregation_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("init", self.init, INITS)
+        check_choice("update", self.update, UPDATES)
+        check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_range("temperature", self.temperature, 0.0, low_open=True)
+        check_range("attention_temperature", self.attention_temperature, 0.0, low_open=True)
+        check_range("aggregation_weight", self.aggregation_weight, 0.0)
+        check_range("heads", self.heads, 1)
+
+    def ignored(self) -> dict[str, str]:
+        if self.init == "mean" and self.update != "hps":  # no SAA module at all
+            why = f"csa_hps.init=mean, update={self.update}"
+            keys = ("heads", "attention_temperature", "aggregation_weight")
+            return {key: why for key in keys}
+        return {}
+
+
 class CSAHPS(Method):
     name = "csa_hps"
 
-    def __init__(self, cfg: Config, feature_dim: int) -> None:
+    def __init__(self, cfg: CSAHPSConfig, feature_dim: int) -> None:
         super().__init__()
-        c = cfg.csa_hps
-        checks = [
-            ("init", c.init in INITS, f"must be one of {INITS}"),
-            ("update", c.update in UPDATES, f"must be one of {UPDATES}"),
-            ("momentum", 0.0 <= c.momentum < 1.0, "must be in [0, 1)"),
-            ("temperature", c.temperature > 0, "must be > 0"),
-            ("attention_temperature", c.attention_temperature > 0, "must be > 0"),
-            ("aggregation_weight", c.aggregation_weight >= 0, "must be >= 0"),
-            ("heads", c.heads >= 1 and feature_dim % c.heads == 0, f"must divide {feature_dim}"),
-        ]
-        for key, ok, message in checks:
-            if not ok:
-                raise ValueError(f"csa_hps.{key} {message} (got {getattr(c, key)!r})")
-        self.cfg = c
-        policy = {"hps": "topk", "hard": "topk", "mean": "average"}[c.update]
-        self.memory = SelectiveClusterMemory(feature_dim, c.momentum, policy, k=1)
+        c = self.cfg = cfg
+        if feature_dim % c.heads:
+            raise ValueError(f"csa_hps.heads={c.heads} must divide the feature size {feature_dim}")
+        policy = {"hps": "hard", "hard": "hard", "mean": "mean"}[c.update]
+        self.memory = build_cluster_memory(policy, feature_dim, c.momentum)
         self.saa: SelfAttentionAggregation | None = None
         if c.init == "csa" or c.update == "hps":
             self.saa = SelfAttentionAggregation(feature_dim, c.heads, c.attention_temperature)
@@ -124,12 +151,12 @@ class CSAHPS(Method):
         dispersion = batch.extras.get("dispersion")
         if dispersion is None:
             dispersion = self._groups(x, y)[2]
-        self.memory.update_lowest(x, y, -dispersion, k=1)  # the most dispersed instance
-
-    def describe(self) -> str:
-        return f"csa_hps(init={self.cfg.init}, update={self.cfg.update})"
+        # the most dispersed instance of each cluster: lowest -dispersion
+        self.memory.update_selected(x, y, *least_similar_per_cluster(-dispersion, y, 1))
 
 
-@register_method("csa_hps")
-def _build(cfg: Config, feature_dim: int) -> Method:
-    return CSAHPS(cfg, feature_dim)
+def _build(cfg: CSAHPSConfig, ctx: MethodContext) -> Method:
+    return CSAHPS(cfg, ctx.feature_dim)
+
+
+register_method("csa_hps", CSAHPSConfig, _build)

@@ -44,54 +44,97 @@ Choices the paper leaves open:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from unreid.config import Config
 from unreid.data.orders import SAMPLE_ORDERS, sample_order
 from unreid.data.samples import Sample
-from unreid.losses import cluster_nce
-from unreid.memory.selective_memory import UPDATE_POLICIES, SelectiveClusterMemory
-from unreid.methods.base import Batch, Method, register_method
+from unreid.errors import check, check_choice, check_range
+from unreid.losses import cluster_nce, selective_nce
+from unreid.memory import ClusterMemory, build_cluster_memory
+from unreid.methods.base import Batch, Method, MethodContext, register_method
 from unreid.models.graph_correlation import CONCAT_NORMS, GraphCorrelation
 from unreid.pseudo_labels import PseudoLabels
 
 log = logging.getLogger("unreid")
 
 LOSS_MODES = ("selected", "all")
+UPDATE_POLICIES = ("topk", "random", "average")  # Table 3; "average" is "SCL off"
+
+
+@dataclass
+class GCLSCLConfig:
+    """GCL + SCL ("Mind your clever neighbours"); the module docstring explains each choice."""
+
+    # SCL memory update: "topk" (the k least similar instances, in order, Eq. 6),
+    # "random" (one random instance) or "average" (batch mean; "SCL off").
+    update: str = "topk"
+    k: int = 2
+    # Weight of the OLD row (Eq. 6's eta): 0.2 in the paper's implementation details
+    # (its sensitivity study prefers 0.1).
+    momentum: float = 0.2
+    temperature: float = 0.05
+    # Loss instances: "selected" (Eq. 7: those the update policy picks; all of them
+    # for "average") or "all" (every batch instance, the ClusterNCE form).
+    loss: str = "selected"
+    # Eq. 8: L = L_scl(x) + lam * L_scl(x_hat).
+    lam: float = 0.5
+    # Cluster refinement (cluster GCL features of ordered graphs) and noise
+    # suppression (the batch as one graph, trains the GCL module).
+    cr: bool = True
+    ns: bool = True
+    graph_size: int = 16
+    gcl_temperature: float = 5.0
+    # Order of the training set for CR graphs: "name" (paper; leaks identity in
+    # Market-style names), "camera_frame" or "random" (identity-free).
+    order: str = "name"
+    # Unit length of [v, v~]: "joint" (normalise the concatenation) or "halves".
+    concat_norm: str = "joint"
+
+    def __post_init__(self) -> None:
+        check_choice("update", self.update, UPDATE_POLICIES)
+        check_range("k", self.k, 1)
+        check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_range("temperature", self.temperature, 0.0, low_open=True)
+        check_choice("loss", self.loss, LOSS_MODES)
+        check_range("lam", self.lam, 0.0)
+        check_range("graph_size", self.graph_size, 1)
+        check_range("gcl_temperature", self.gcl_temperature, 0.0, low_open=True)
+        check_choice("order", self.order, SAMPLE_ORDERS)
+        check_choice("concat_norm", self.concat_norm, CONCAT_NORMS)
+        check("cr", self.cr, self.ns or not self.cr, "needs gcl_scl.ns=true (NS trains GCL)")
+
+    def ignored(self) -> dict[str, str]:
+        out = {}
+        if self.update != "topk":
+            out["k"] = f"gcl_scl.update={self.update}"
+        if not self.ns:
+            why = "gcl_scl.ns=false (no GCL module)"
+            keys = ("lam", "graph_size", "gcl_temperature", "order", "concat_norm")
+            out.update({key: why for key in keys})
+        elif not self.cr:
+            out["order"] = "gcl_scl.cr=false"
+        return out
 
 
 class GCLSCL(Method):
     name = "gcl_scl"
 
-    def __init__(self, cfg: Config, feature_dim: int) -> None:
+    def __init__(self, cfg: GCLSCLConfig, feature_dim: int, seed: int) -> None:
         super().__init__()
-        g = cfg.gcl_scl
-        checks = [
-            ("update", g.update in UPDATE_POLICIES, f"must be one of {UPDATE_POLICIES}"),
-            ("k", g.k >= 1, "must be >= 1"),
-            ("momentum", 0.0 <= g.momentum < 1.0, "must be in [0, 1)"),
-            ("temperature", g.temperature > 0, "must be > 0"),
-            ("loss", g.loss in LOSS_MODES, f"must be one of {LOSS_MODES}"),
-            ("lam", g.lam >= 0, "must be >= 0"),
-            ("graph_size", g.graph_size >= 1, "must be >= 1"),
-            ("gcl_temperature", g.gcl_temperature > 0, "must be > 0"),
-            ("order", g.order in SAMPLE_ORDERS, f"must be one of {SAMPLE_ORDERS}"),
-            ("concat_norm", g.concat_norm in CONCAT_NORMS, f"must be one of {CONCAT_NORMS}"),
-            ("cr", g.ns or not g.cr, "needs gcl_scl.ns=true (NS is what trains the GCL module)"),
-        ]
-        for key, ok, message in checks:
-            if not ok:
-                raise ValueError(f"gcl_scl.{key} {message} (got {getattr(g, key)!r})")
-        self.cfg = g
-        self.seed = cfg.train.seed
-        self.memory = SelectiveClusterMemory(feature_dim, g.momentum, g.update, g.k)
+        g = self.cfg = cfg
+        self.seed = seed
+        options = {"k": g.k} if g.update == "topk" else {}  # random: one instance; average: all
+        self.memory = build_cluster_memory(g.update, feature_dim, g.momentum, **options)
         self.gcl: GraphCorrelation | None = None
-        self.refined_memory: SelectiveClusterMemory | None = None
+        self.refined_memory: ClusterMemory | None = None
         if g.ns:
             self.gcl = GraphCorrelation(feature_dim, g.gcl_temperature, g.concat_norm)
-            self.refined_memory = SelectiveClusterMemory(2 * feature_dim, g.momentum, g.update, g.k)
+            self.refined_memory = build_cluster_memory(
+                g.update, 2 * feature_dim, g.momentum, **options
+            )
         self._refined: tuple[int, torch.Tensor] | None = None  # (epoch, v^) of the epoch
         self._selection: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -127,13 +170,15 @@ class GCLSCL(Method):
         self._refined = None
 
     def _loss(
-        self, key: str, memory: SelectiveClusterMemory, x: torch.Tensor, y: torch.Tensor
+        self, key: str, memory: ClusterMemory, x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
         positions, ranks = memory.select(x.detach(), y)
         self._selection[key] = (positions, ranks)
-        if self.cfg.loss == "selected":
-            x, y = x[positions], y[positions]
-        return cluster_nce(x, y, memory.bank, self.cfg.temperature)
+        if self.cfg.loss == "all":
+            return cluster_nce(x, y, memory.bank, self.cfg.temperature)
+        return selective_nce(
+            x, y, memory.bank, temperature=self.cfg.temperature, positions=positions
+        )
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         x, y = batch.features, batch.targets
@@ -157,21 +202,14 @@ class GCLSCL(Method):
             self._update("refined", self.refined_memory, x_hat.detach(), y)
         self._selection = {}
 
-    def _update(
-        self, key: str, memory: SelectiveClusterMemory, x: torch.Tensor, y: torch.Tensor
-    ) -> None:
+    def _update(self, key: str, memory: ClusterMemory, x: torch.Tensor, y: torch.Tensor) -> None:
         # the selection the loss used (the bank has not moved since); fresh if none
         positions, ranks = self._selection.get(key) or memory.select(x, y)
         memory.update_selected(x, y, positions, ranks)
 
-    def describe(self) -> str:
-        g = self.cfg
-        return (
-            f"gcl_scl(update={g.update}, k={g.k}, cr={g.cr}, ns={g.ns}, order={g.order}, "
-            f"loss={g.loss})"
-        )
+
+def _build(cfg: GCLSCLConfig, ctx: MethodContext) -> Method:
+    return GCLSCL(cfg, ctx.feature_dim, ctx.seed)
 
 
-@register_method("gcl_scl")
-def _build(cfg: Config, feature_dim: int) -> Method:
-    return GCLSCL(cfg, feature_dim)
+register_method("gcl_scl", GCLSCLConfig, _build)

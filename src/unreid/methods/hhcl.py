@@ -21,34 +21,57 @@ in their code `0.5·(CE_hard + 0.5·CE_mean)` = 0.5·CE_hard + 0.25·CE_mean
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from unreid.config import Config
+from unreid.errors import check_choice, check_range
 from unreid.losses import cluster_nce, hard_instance_nce
 from unreid.memory import HardClusterMemory, MeanClusterMemory
 from unreid.memory.instance_memory import InstanceMemory
-from unreid.methods.base import Batch, Method, register_method
+from unreid.methods.base import Batch, Method, MethodContext, register_method
 from unreid.pseudo_labels import PseudoLabels
 
 FORMS = ("paper", "released")
 
 
+@dataclass
+class HHCLConfig:
+    # L = mu * L_cls + (1 - mu) * L_ins (Eq. 2); any mu in [0, 1].
+    mu: float = 0.5
+    # "paper": centroid memory (batch-mean update, Eq. 4) + (C, K, D) hard instance memory.
+    # "released": the authors' code (CMhybrid): hard + mean centroids, 0.5/0.25 weights.
+    form: str = "paper"
+    momentum: float = 0.1
+    temperature: float = 0.05
+    instance_temperature: float = 0.05
+    slots: int = 0  # instance slots per cluster; 0 = train.num_instances
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_range("mu", self.mu, 0.0, 1.0)
+        check_choice("form", self.form, FORMS)
+        check_range("momentum", self.momentum, 0.0, 1.0)
+        check_range("temperature", self.temperature, 0.0, low_open=True)
+        check_range("instance_temperature", self.instance_temperature, 0.0, low_open=True)
+        check_range("slots", self.slots, 0)
+        check_range("label_smoothing", self.label_smoothing, 0.0, 1.0)
+
+    def ignored(self) -> dict[str, str]:
+        if self.form == "released":  # fixed 0.5 / 0.25 weights, no instance memory
+            return {k: "hhcl.form=released" for k in ("mu", "instance_temperature", "slots")}
+        return {}
+
+
 class HHCL(Method):
     name = "hhcl"
 
-    def __init__(self, cfg: Config, feature_dim: int) -> None:
+    def __init__(self, cfg: HHCLConfig, feature_dim: int, num_instances: int) -> None:
         super().__init__()
-        h = cfg.hhcl
-        if not 0.0 <= h.mu <= 1.0:
-            raise ValueError(f"hhcl.mu must be in [0, 1], got {h.mu}")
-        if h.form not in FORMS:
-            raise ValueError(f"hhcl.form must be one of {FORMS}, got {h.form!r}")
-        if min(h.temperature, h.instance_temperature) <= 0:
-            raise ValueError("hhcl.temperature and hhcl.instance_temperature must be > 0")
-        self.cfg = h
+        h = self.cfg = cfg
         self.centroids = MeanClusterMemory(feature_dim, h.momentum)
         if h.form == "paper":
-            slots = h.slots or cfg.train.num_instances
+            slots = h.slots or num_instances
             self.instances: InstanceMemory | None = InstanceMemory(feature_dim, slots)
             self.hard_centroids: HardClusterMemory | None = None
         else:
@@ -95,10 +118,9 @@ class HHCL(Method):
         if self.instances is not None:
             self.instances.update(batch.features, batch.targets)
 
-    def describe(self) -> str:
-        return f"hhcl(form={self.cfg.form}, mu={self.cfg.mu})"
+
+def _build(cfg: HHCLConfig, ctx: MethodContext) -> Method:
+    return HHCL(cfg, ctx.feature_dim, ctx.num_instances)
 
 
-@register_method("hhcl")
-def _build(cfg: Config, feature_dim: int) -> Method:
-    return HHCL(cfg, feature_dim)
+register_method("hhcl", HHCLConfig, _build)

@@ -14,18 +14,36 @@ epoch to epoch; `refresh` re-extracts the source set every epoch. Target rows
 are rebuilt from the fresh clusters each epoch, as in Cluster Contrast.
 Outliers leave the epoch (Cluster Contrast), where SpCL kept them as
 one-image classes. Memory settings (update policy, momentum, temperature,
-label smoothing) come from the `cluster_contrast` section.
+label smoothing) are the embedded `spcl_uda.memory` block.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 
-from unreid.config import Config
-from unreid.methods.base import Batch, Method, register_method
-from unreid.methods.cluster_contrast import ClusterContrast
+from unreid.errors import check_choice
+from unreid.methods.base import Batch, Method, MethodContext, register_method
+from unreid.methods.cluster_contrast import ClusterContrast, ClusterMemoryConfig
 from unreid.pseudo_labels import PseudoLabels
+
+SOURCE_CENTROIDS = ("carry", "refresh")
+
+
+@dataclass
+class SpCLUDAConfig:
+    """SpCL + Cluster Contrast domain adaptation."""
+
+    # Source class rows: "carry" (extracted once, then moved by momentum updates
+    # across epochs: SpCL) or "refresh" (re-extracted from the source set each epoch).
+    source_centroids: str = "carry"
+    # The unified cluster memory and its ClusterNCE loss (Cluster Contrast's settings).
+    memory: ClusterMemoryConfig = field(default_factory=ClusterMemoryConfig)
+
+    def __post_init__(self) -> None:
+        check_choice("source_centroids", self.source_centroids, SOURCE_CENTROIDS)
 
 
 class SpCLUDA(ClusterContrast):
@@ -33,14 +51,9 @@ class SpCLUDA(ClusterContrast):
 
     name = "spcl_uda"
 
-    def __init__(self, cfg: Config, feature_dim: int) -> None:
-        super().__init__(cfg, feature_dim)
-        if cfg.spcl_uda.source_centroids not in ("carry", "refresh"):
-            raise ValueError(
-                "spcl_uda.source_centroids must be 'carry' or 'refresh', got "
-                f"{cfg.spcl_uda.source_centroids!r}"
-            )
-        self.refresh = cfg.spcl_uda.source_centroids == "refresh"
+    def __init__(self, cfg: SpCLUDAConfig, feature_dim: int) -> None:
+        super().__init__(cfg.memory, feature_dim)
+        self.refresh = cfg.source_centroids == "refresh"
         self.register_buffer("num_source", torch.zeros((), dtype=torch.long))
         self._fresh_source: torch.Tensor | None = None
 
@@ -78,13 +91,9 @@ class SpCLUDA(ClusterContrast):
         offset[: batch.source_count] = 0
         return batch.targets + offset
 
-    def describe(self) -> str:
-        return (
-            f"spcl_uda(unified cluster memory, {int(self.num_source)} source rows, "
-            f"source centroids {'refreshed' if self.refresh else 'carried'}, tau={self.temperature})"
-        )
+
+def _build(cfg: SpCLUDAConfig, ctx: MethodContext) -> Method:
+    return SpCLUDA(cfg, ctx.feature_dim)
 
 
-@register_method("spcl_uda")
-def _build(cfg: Config, feature_dim: int) -> Method:
-    return SpCLUDA(cfg, feature_dim)
+register_method("spcl_uda", SpCLUDAConfig, _build, needs_source=True)
