@@ -121,3 +121,40 @@ def test_train_source_and_target_flags_set_the_adaptation_keys(monkeypatch, caps
     assert (data.source, data.dataset, data.root) == ("market1501", "msmt17", "/x")
     assert main(["train", "--config", "demo", "--source", "synthetic"]) == 2
     assert "data.source" in capsys.readouterr().err  # only method=spcl_uda takes a source
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("methods", "hhcl"),
+        ("datasets", "market1501"),
+        ("backbones", "resnet50_ibn_a"),
+        ("poolings", "gem"),
+        ("memories", "topk"),
+        ("clusterers", "infomap"),
+        ("presets", "demo"),
+    ],
+)
+def test_list_prints_each_registry(kind, expected, capsys):
+    assert main(["list", kind]) == 0
+    assert expected in capsys.readouterr().out.split()
+
+
+def test_eval_of_a_bare_state_dict_is_a_clear_error(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, path)
+    assert main(["eval", "--checkpoint", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "not an unreid training checkpoint" in err
+
+
+def test_eval_overrides_are_checked(tiny_synthetic, tmp_path, capsys):
+    from unreid.checkpoint import save_checkpoint
+    from unreid.config import load_config
+
+    cfg = load_config("demo", [f"data.root={tiny_synthetic}"])
+    save_checkpoint(tmp_path / "c.pth", model={}, config=cfg.to_dict())
+    assert main(["eval", "--checkpoint", str(tmp_path / "c.pth"), "eval.select_best_on=x"]) == 2
+    assert "eval.select_best_on='x': must be one of val, test, none" in capsys.readouterr().err

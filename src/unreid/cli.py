@@ -1,4 +1,4 @@
-"""`unreid` command line: demo, train, eval, synth, presets."""
+"""`unreid` command line: demo, train, eval, synth, presets, list."""
 
 from __future__ import annotations
 
@@ -108,20 +108,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("eval needs --checkpoint PATH (or --baseline histogram)")
     from unreid.checkpoint import load_checkpoint
     from unreid.engine import evaluate_model, resolve_device
+    from unreid.features import Extractor
     from unreid.models.reid_model import build_model
 
     ckpt = load_checkpoint(args.checkpoint)
-    cfg = config_from_dict(ckpt["config"], origin=args.checkpoint)
+    if not isinstance(ckpt.get("config"), dict) or "model" not in ckpt:
+        raise ConfigError(
+            f"{args.checkpoint}: not an unreid training checkpoint (it has no 'config' and "
+            "'model' entries; a bare state dict can be used as model.pretrained instead)"
+        )
     overrides = list(args.overrides)
     if args.dataset:
         overrides.append(f"data.dataset={args.dataset}")
     if args.root:
         overrides.append(f"data.root={args.root}")
-    from unreid.config import apply_overrides, dotted_to_nested, parse_override
-
-    for text in overrides:
-        key, value = parse_override(text)
-        apply_overrides(cfg, dotted_to_nested(key, value), "command line")
+    cfg = config_from_dict(ckpt["config"], origin=args.checkpoint, overrides=overrides)
     cfg.model.pretrained = "none"  # weights come from the checkpoint
     dataset = load_dataset(cfg.data.dataset, cfg.data.root)
     if not dataset.has_test_split:
@@ -129,7 +130,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(cfg.train.device)
     model = build_model(cfg.model)
     model.load_state_dict(ckpt["model"])
-    metrics = evaluate_model(model.to(device), dataset.query, dataset.gallery, cfg, device)
+    d = cfg.data
+    extract = Extractor(d.height, d.width, cfg.eval.batch_size, d.workers, device)
+    metrics = evaluate_model(
+        model.to(device), dataset.query, dataset.gallery, extract, rerank=cfg.eval.rerank
+    )
     _print_metrics(f"{args.checkpoint} on {cfg.data.dataset}", metrics)
     return 0
 
@@ -203,6 +208,32 @@ def _read_epoch0(path: Path) -> tuple[float, float]:
     raise RuntimeError(f"{path}: no epoch-0 evaluation recorded")
 
 
+# --------------------------------------------------------------------------- list
+def _lister(module: str, name: str):
+    def names() -> list[str]:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)()
+
+    return names
+
+
+LISTERS = {
+    "backbones": _lister("unreid.models", "list_backbones"),
+    "clusterers": _lister("unreid.pseudo_labels.clusterers", "list_clusterers"),
+    "datasets": _lister("unreid.data.datasets", "list_datasets"),
+    "memories": _lister("unreid.memory", "list_memories"),
+    "methods": _lister("unreid.methods", "list_methods"),
+    "poolings": _lister("unreid.models", "list_poolings"),
+    "presets": list_presets,
+}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    print("\n".join(LISTERS[args.kind]()))
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unreid", description=__doc__)
@@ -243,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the config presets")
     p.set_defaults(func=lambda a: print("\n".join(list_presets())) or 0)
+
+    p = sub.add_parser("list", help="list the registered names of one kind")
+    p.add_argument("kind", choices=sorted(LISTERS))
+    p.set_defaults(func=cmd_list)
     return parser
 
 

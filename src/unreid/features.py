@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -43,3 +44,37 @@ def extract_features(
         chunks.append(model(images.to(device, non_blocking=True)).float().cpu())
     model.train(was_training)
     return torch.cat(chunks)
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """`extract_features` with the run's image size, batch size, workers and device bound.
+
+    The loop extracts the training set, the source set and the evaluation
+    splits with the same settings; binding them once keeps each call to what
+    differs (model, images, progress label) and gives the multi-device work
+    one place to shard extraction.
+    """
+
+    height: int
+    width: int
+    batch_size: int = 128
+    workers: int = 2
+    device: torch.device | str = "cpu"
+    progress: bool = True
+
+    def __call__(self, model: nn.Module, samples: Sequence[Sample], desc: str) -> torch.Tensor:
+        return extract_features(
+            model,
+            samples,
+            self.height,
+            self.width,
+            self.batch_size,
+            self.workers,
+            self.device,
+            desc=desc,
+            progress=self.progress,
+        )
+
+    def with_batch_size(self, batch_size: int) -> Extractor:
+        return replace(self, batch_size=batch_size)

@@ -10,7 +10,9 @@ import torch
 
 from unreid.checkpoint import load_checkpoint
 from unreid.config import load_config
-from unreid.engine import make_pseudo_labels, train
+from unreid.engine import train
+from unreid.engine.loop import cluster
+from unreid.methods import Method
 
 TINY_RUN = [
     "data.height=96",
@@ -23,6 +25,15 @@ TINY_RUN = [
     "train.num_instances=4",
     "train.threads=2",
 ]
+
+
+def clustered(cfg, feats, samples):
+    """The loop's pseudo-label step on given features (Method: no refinement)."""
+    from types import SimpleNamespace
+
+    labelled = all(s.pid is not None for s in samples)
+    data = SimpleNamespace(train=samples, true_ids=[s.pid for s in samples] if labelled else None)
+    return cluster(cfg, Method(), 0, feats, data)
 
 
 def tiny_config(root: Path, out: Path, *extra: str):
@@ -69,7 +80,7 @@ def test_ground_truth_mode_uses_true_identities(tiny_synthetic, tmp_path):
 
     cfg = tiny_config(tiny_synthetic, tmp_path, "train.ground_truth=true")
     train_samples = load_dataset("synthetic", tiny_synthetic).train
-    labels = make_pseudo_labels(cfg, torch.zeros(len(train_samples), 4), train_samples)
+    labels = clustered(cfg, torch.zeros(len(train_samples), 4), train_samples)
     pids = sorted({s.pid for s in train_samples})
     assert labels.num_clusters == len(pids) and labels.num_outliers == 0
     assert labels.quality([s.pid for s in train_samples])["ari"] == pytest.approx(1.0)
@@ -80,7 +91,7 @@ def test_unlabeled_data_refuses_ground_truth_mode(tmp_path):
 
     cfg = load_config("demo", ["train.ground_truth=true"])
     with pytest.raises(ValueError, match="ground_truth"):
-        make_pseudo_labels(cfg, torch.zeros(2, 4), [Sample("a.jpg", 0), Sample("b.jpg", 1)])
+        clustered(cfg, torch.zeros(2, 4), [Sample("a.jpg", 0), Sample("b.jpg", 1)])
 
 
 def test_infomap_clusterer_is_wired(tmp_path):
@@ -92,7 +103,7 @@ def test_infomap_clusterer_is_wired(tmp_path):
     feats = centres.repeat_interleave(8, 0) + 0.05 * torch.randn(32, 16, generator=g)
     feats = torch.nn.functional.normalize(feats, dim=1)
     samples = [Sample(f"{i}.jpg", 0, i // 8) for i in range(32)]
-    labels = make_pseudo_labels(cfg, feats, samples)
+    labels = clustered(cfg, feats, samples)
     assert labels.num_clusters == 4 and labels.num_outliers == 0
     assert labels.quality([s.pid for s in samples])["ari"] == pytest.approx(1.0)
 
@@ -123,32 +134,16 @@ def test_trains_on_unlabeled_camera_folders(tiny_synthetic, tmp_path):
     assert record["clusters"] >= 1 and (Path(summary["run_dir"]) / "last.pth").is_file()
 
 
-def test_rerank_switch_reaches_the_evaluator(monkeypatch):
-    from unreid import engine
-    from unreid.data.samples import Sample
-
-    seen = {}
-
-    def fake(*args, rerank=False, **kwargs):
-        seen["rerank"] = rerank
-        return "metrics"
-
-    monkeypatch.setattr(engine, "evaluate_features", fake)
-    q, g = [Sample("q.jpg", 0, 1)], [Sample("g.jpg", 1, 1)]
-    assert (
-        engine.evaluate_samples(torch.ones(1, 2), torch.ones(1, 2), q, g, rerank=True) == "metrics"
-    )
-    assert seen["rerank"] is True
-
-
 def test_gcl_scl_clusters_refined_features_in_the_loop(tiny_synthetic, tmp_path, monkeypatch):
     """The engine clusters what the method hands it: 2C-d GCL features when CR is on."""
-    import unreid.engine as engine
+    import unreid.engine.loop as loop
 
     seen = []
-    real = engine.make_pseudo_labels
+    real = loop.make_pseudo_labels
     monkeypatch.setattr(
-        engine, "make_pseudo_labels", lambda cfg, f, s: seen.append(f.shape) or real(cfg, f, s)
+        loop,
+        "make_pseudo_labels",
+        lambda n, f, c, **kw: seen.append(f.shape) or real(n, f, c, **kw),
     )
     cfg = tiny_config(tiny_synthetic, tmp_path, "method=gcl_scl", "train.epochs=1", "train.iters=2")
     summary = train(cfg, progress=False)

@@ -1,0 +1,95 @@
+"""The run folder: one valid JSON line per epoch, last.pth every epoch, best.pth when better."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from unreid.checkpoint import load_checkpoint
+from unreid.config import load_config
+from unreid.engine.recorder import RunRecorder, metrics_record
+from unreid.engine.setup import RunState, TrainingRun
+from unreid.evaluation import RankingMetrics
+from unreid.pseudo_labels import PseudoLabels
+
+
+def metrics(m: float) -> RankingMetrics:
+    return RankingMetrics(m, np.linspace(m, 1.0, 10), 5, 0)
+
+
+def tiny_run() -> TrainingRun:
+    model, method = nn.Linear(2, 2), nn.Module()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    return TrainingRun(model, method, opt, torch.optim.lr_scheduler.StepLR(opt, 1, 0.5))
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    cfg = load_config("demo", [f"out_dir={tmp_path}", "name=r", "eval.select_best_on=val"])
+    return RunRecorder(cfg, resumed=False)
+
+
+def records(rec: RunRecorder) -> list[dict]:
+    return [json.loads(line) for line in rec.log_path.read_text().splitlines()]
+
+
+def test_writes_the_applied_config(recorder):
+    saved = yaml.safe_load((recorder.run_dir / "config.yaml").read_text())
+    assert saved["method"] == "cluster_contrast" and "cluster_contrast" in saved
+    assert "hhcl" not in saved
+
+
+def test_epoch_record_checkpoint_and_best(recorder):
+    run, state = tiny_run(), RunState()
+    labels = PseudoLabels(np.array([0, 0, 1, 1, -1]))
+    recorder.untrained(metrics(0.1))
+    recorder.epoch(
+        0, labels, {"a": 1.0, "b": 0.5}, {"val": metrics(0.4)}, run, state, None, time.time()
+    )
+    assert (state.epoch, state.best_epoch, state.best_map) == (1, 1, 0.4)
+    best = load_checkpoint(recorder.run_dir / "best.pth")
+    assert best["state"]["best_epoch"] == 1 and best["config"]["method"] == "cluster_contrast"
+    recorder.epoch(
+        1,
+        labels,
+        {"a": 0.5},
+        {"val": metrics(0.3), "test": metrics(0.2)},
+        run,
+        state,
+        [1, 1, 2, 2, 3],
+        time.time(),
+    )
+    assert (state.epoch, state.best_epoch) == (2, 1)  # worse: best.pth keeps epoch 1
+    assert load_checkpoint(recorder.run_dir / "best.pth")["state"]["epoch"] == 1
+    assert load_checkpoint(recorder.run_dir / "last.pth")["state"]["epoch"] == 2
+    r0, r1, r2 = records(recorder)
+    assert r0 == {"epoch": 0, "test": metrics_record(metrics(0.1))}
+    assert (r1["epoch"], r1["clusters"], r1["outliers"], r1["losses"]) == (
+        1,
+        2,
+        1,
+        {"a": 1.0, "b": 0.5},
+    )
+    assert "pseudo_label_quality" not in r1 and "pseudo_label_quality" in r2
+    assert r2["val"]["mAP"] == 0.3 and r2["test"]["rank1"] == pytest.approx(0.2)
+    assert recorder.summary(state) == {
+        "run_dir": str(recorder.run_dir),
+        "epochs": 2,
+        "best_epoch": 1,
+        "best_on": "val",
+        "final_test": metrics_record(metrics(0.2)),
+        "final_val": metrics_record(metrics(0.3)),
+    }
+
+
+def test_no_evaluation_means_no_best_and_no_final_metrics(recorder):
+    run, state = tiny_run(), RunState()
+    recorder.epoch(0, PseudoLabels(np.array([0, 0])), {"a": 1.0}, {}, run, state, None, time.time())
+    assert not (recorder.run_dir / "best.pth").exists() and state.best_epoch == -1
+    assert recorder.summary(state)["final_test"] is None
