@@ -1,0 +1,7 @@
+"""`python -m unreid ...` (and `torchrun -m unreid ...`): the `unreid` command."""
+
+import sys
+
+from unreid.cli import main
+
+sys.exit(main())
