@@ -93,3 +93,21 @@ def test_no_evaluation_means_no_best_and_no_final_metrics(recorder):
     recorder.epoch(0, PseudoLabels(np.array([0, 0])), {"a": 1.0}, {}, run, state, None, time.time())
     assert not (recorder.run_dir / "best.pth").exists() and state.best_epoch == -1
     assert recorder.summary(state)["final_test"] is None
+
+
+def test_pseudo_labels_of_the_epoch_are_kept_for_the_report(recorder):
+    from unreid.data.samples import Sample
+
+    samples = [Sample("a.jpg", 0, 5), Sample("b.jpg", 1, 5), Sample("c.jpg", 1, 7)]
+    recorder.pseudo_labels(2, PseudoLabels(np.array([0, 0, -1])), samples)
+    saved = json.loads((recorder.run_dir / "pseudo_labels.json").read_text())
+    assert saved == {
+        "epoch": 3,
+        "paths": ["a.jpg", "b.jpg", "c.jpg"],
+        "cameras": [0, 1, 1],
+        "true_ids": [5, 5, 7],
+        "labels": [0, 0, -1],
+    }
+    recorder.pseudo_labels(3, PseudoLabels(np.array([1, 0, 0])), [Sample("a.jpg", 0)] * 3)
+    saved = json.loads((recorder.run_dir / "pseudo_labels.json").read_text())
+    assert saved["epoch"] == 4 and saved["true_ids"] is None and saved["labels"] == [1, 0, 0]

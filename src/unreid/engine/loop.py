@@ -62,6 +62,7 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
         features = extract(run.model, data.train, f"extract {epoch + 1}")
         # 2. pseudo labels on the method's view of the features (-1 = outlier, sits out)
         labels = cluster(cfg, run.method, epoch, features, data)
+        recorder.pseudo_labels(epoch, labels, data.train)
         # 3. memories from this epoch's clusters (and, adapting domains, the source classes)
         if data.source is not None and run.method.wants_source_features(epoch):
             with source_rows(run.model, ALL_ROWS):  # the source statistics, under DSBN

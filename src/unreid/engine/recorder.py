@@ -1,4 +1,5 @@
-"""The run folder: resolved config, one JSON line per epoch, checkpoints, the log line.
+"""The run folder: resolved config, one JSON line per epoch, checkpoints, the log line,
+and the last epoch's pseudo labels (`pseudo_labels.json`, for the report).
 
 Everything a run leaves behind is written here, so the loop only says what
 happened in an epoch and the format of what is kept is decided in one place.
@@ -16,6 +17,7 @@ import torch
 
 from unreid.checkpoint import save_checkpoint
 from unreid.config import Config, dump_config
+from unreid.data.samples import Sample
 from unreid.engine.setup import RunState, TrainingRun
 from unreid.evaluation import RankingMetrics
 from unreid.pseudo_labels import PseudoLabels
@@ -110,6 +112,25 @@ class RunRecorder:
             _fmt("val ", metrics.get("val")),
             time.time() - started,
         )
+
+    def pseudo_labels(self, epoch: int, labels: PseudoLabels, samples: list[Sample]) -> None:
+        """This epoch's clusters of the training images, for the report's contact sheets.
+
+        Overwritten every epoch (the report shows the last), written atomically.
+        """
+        payload = {
+            "epoch": epoch + 1,
+            "paths": [s.path for s in samples],
+            "cameras": [s.camera for s in samples],
+            "true_ids": [s.pid for s in samples]
+            if all(s.pid is not None for s in samples)
+            else None,
+            "labels": [int(x) for x in labels.labels],
+        }
+        path = self.run_dir / "pseudo_labels.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload))
+        tmp.replace(path)
 
     def summary(self, state: RunState) -> dict[str, Any]:
         test, val = self.last.get("test"), self.last.get("val")
