@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from unreid import checkpoint
-from unreid.checkpoint import load_checkpoint, load_matching, save_checkpoint
+from unreid.checkpoint import CheckpointMismatch, load_checkpoint, load_state, save_checkpoint
 
 
 class Tiny(nn.Module):
@@ -53,13 +53,12 @@ def test_failed_save_keeps_the_previous_checkpoint_intact(tmp_path, monkeypatch)
     save_checkpoint(path, epoch=1)
     before = path.read_bytes()
 
-    def crash_midway(obj, target):
-        with open(target, "wb") as f:
-            f.write(b"half a checkpoint")
-        raise OSError("disk full")
+    def crash_midway(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint.torch, "save", crash_midway)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=r"cannot write checkpoint .*last\.pth: No space left"):
         save_checkpoint(path, epoch=2)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # the partial .tmp is gone
@@ -80,33 +79,54 @@ def test_corrupt_file_is_named(tmp_path):
         load_checkpoint(path)
 
 
-def test_load_matching_loads_parameters_and_same_shaped_buffers():
+def test_load_state_loads_parameters_and_buffers():
     source = Tiny()
     source.bank.fill_(3.0)
     target = Tiny()
-    load_matching(target, source.state_dict(), "ckpt")
+    load_state(target, source.state_dict(), "ckpt")
     assert torch.equal(target.linear.weight, source.linear.weight)
     assert torch.equal(target.bank, source.bank)
 
 
-def test_load_matching_skips_a_buffer_whose_shape_changed():
+def test_load_state_gives_a_per_epoch_buffer_the_saved_size():
     source = Tiny(rows=6)
-    source.bank.fill_(3.0)
+    source.bank.copy_(torch.arange(12.0).view(6, 2))
     target = Tiny(rows=4)
-    load_matching(target, source.state_dict(), "ckpt")
+    load_state(target, source.state_dict(), "ckpt")
     assert torch.equal(target.linear.bias, source.linear.bias)
-    assert torch.equal(target.bank, torch.zeros(4, 2))  # left as built, to be refilled
+    assert torch.equal(target.bank, source.bank)  # the memory as it was saved
 
 
-def test_load_matching_names_a_missing_parameter():
+def test_load_state_names_a_missing_parameter():
     state = Tiny().state_dict()
     del state["linear.bias"]
-    with pytest.raises(ValueError, match=r"ckpt: parameters missing \['linear.bias'\]"):
-        load_matching(Tiny(), state, "ckpt")
+    with pytest.raises(
+        CheckpointMismatch, match=r"ckpt does not fit this model: missing: linear.bias"
+    ):
+        load_state(Tiny(), state, "ckpt")
 
 
-def test_load_matching_names_a_mis_shaped_parameter():
+def test_load_state_names_a_mis_shaped_or_unexpected_parameter():
     state = Tiny().state_dict()
     state["linear.weight"] = torch.zeros(5, 3)
-    with pytest.raises(ValueError, match=r"mis-shaped \['linear.weight'\]"):
-        load_matching(Tiny(), state, "ckpt")
+    state["extra.weight"] = torch.zeros(1)
+    with pytest.raises(
+        CheckpointMismatch,
+        match=r"unexpected: extra.weight; other shape: linear.weight \(5, 3\) in the file, \(2, 3\) here",
+    ):
+        load_state(Tiny(), state, "ckpt")
+
+
+def test_a_kill_while_writing_keeps_the_previous_file(tmp_path):
+    """A real SIGKILL between writing the new bytes and renaming them into place."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "last.pth"
+    save_checkpoint(path, epoch=1)
+    code = f"from unreid.checkpoint import save_checkpoint; save_checkpoint({str(path)!r}, epoch=2)"
+    env = {**__import__("os").environ, "UNREID_KILL_AT": "checkpoint:1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, timeout=120)
+    assert done.returncode == -9
+    assert load_checkpoint(path)["epoch"] == 1  # the previous checkpoint, complete
+    assert (tmp_path / "last.pth.tmp").is_file()  # the stale temp a resume cleans up

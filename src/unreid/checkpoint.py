@@ -1,34 +1,65 @@
-"""Checkpoints that reload under torch's `weights_only=True` default.
+"""Checkpoints that survive a crash at any moment and reload under `weights_only=True`.
 
 Only tensors, plain Python numbers, strings, lists and dicts go in (the
-reference code's numpy scalars break loading on torch >= 2.6). Memory banks
-are not restored: they are rebuilt from fresh features at every epoch start.
+reference code's numpy scalars break loading on torch >= 2.6). A checkpoint is
+written to a temporary file, flushed to disk (fsync) and only then renamed
+over the previous one, so a kill or a power cut leaves either the old
+complete file or the new complete file, never half of one.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["load_checkpoint", "load_matching", "save_checkpoint"]
+from unreid.faults import kill_point
+
+__all__ = ["CheckpointMismatch", "load_checkpoint", "load_state", "save_checkpoint"]
+
+TMP_SUFFIX = ".tmp"
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint does not fit the model or method it is loaded into; names what differs."""
 
 
 def save_checkpoint(path: str | Path, **state: Any) -> None:
-    """Write `state` to `path` atomically: a crash mid-write keeps the previous file intact.
-
-    The data goes to `<path>.tmp` first and is renamed over `path` only when complete,
-    so a resume never finds a half-written checkpoint; a failed write removes its `.tmp`.
-    """
+    """Write `state` to `path` atomically and durably; errors name the file and the cause."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(path.suffix + TMP_SUFFIX)
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        kill_point("checkpoint")
         tmp.replace(path)
+        _fsync_dir(path.parent)
+    except OSError as err:
+        raise OSError(
+            f"cannot write checkpoint {path}: {err.strerror or err} (the previous "
+            f"{path.name}, if any, is kept)"
+        ) from err
     finally:
         tmp.unlink(missing_ok=True)  # already gone after a successful replace
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX: fsync the directory entry)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not supported here (e.g. some network file systems)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -42,13 +73,38 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable unreid checkpoint ({err})") from err
 
 
-def load_matching(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load parameters strictly; skip buffers whose shape changed (per-epoch memory banks)."""
+def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load every parameter and buffer; per-epoch buffers take the saved size.
+
+    Parameters are architecture: a missing, unexpected or differently shaped one is
+    a `CheckpointMismatch` naming it. Buffers whose size follows the data (memory
+    banks, proxy tables: one row per cluster of that epoch) are resized to what was
+    saved, so a resumed run continues with exactly the memories it had.
+    """
     own = module.state_dict()
     params = dict(module.named_parameters())
-    missing = [k for k in params if k not in state]
-    bad = [k for k in params if k in state and state[k].shape != params[k].shape]
-    if missing or bad:
-        raise ValueError(f"{source}: parameters missing {missing[:5]} or mis-shaped {bad[:5]}")
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    module.load_state_dict(usable, strict=False)
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} in the file, {tuple(p.shape)} here"
+        for k, p in params.items()
+        if k in state and state[k].shape != p.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = [
+            f"{what}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+            for what, items in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("other shape", shapes),
+            )
+            if items
+        ]
+        raise CheckpointMismatch(f"{source} does not fit this model: " + "; ".join(parts))
+    for name, buf in module.named_buffers():
+        saved = state[name]
+        if saved.shape != buf.shape:
+            owner, _, leaf = name.rpartition(".")
+            target = module.get_submodule(owner) if owner else module
+            target._buffers[leaf] = torch.empty(saved.shape, dtype=buf.dtype, device=buf.device)
+    module.load_state_dict(state, strict=True)

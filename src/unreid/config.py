@@ -27,8 +27,16 @@ from unreid.data.datasets import DATASETS
 from unreid.errors import ConfigError, SettingError
 from unreid.methods import METHODS, list_methods
 from unreid.models import BACKBONES, POOLINGS
+from unreid.presets import list_presets, preset_chain, resolve_preset
 from unreid.pseudo_labels.clusterers import CLUSTERERS
-from unreid.settings import ClusterConfig, DataConfig, EvalConfig, ModelConfig, TrainConfig
+from unreid.settings import (
+    ClusterConfig,
+    DataConfig,
+    EvalConfig,
+    LogConfig,
+    ModelConfig,
+    TrainConfig,
+)
 
 __all__ = [
     "ClusterConfig",
@@ -36,6 +44,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvalConfig",
+    "LogConfig",
     "ModelConfig",
     "TrainConfig",
     "config_from_dict",
@@ -46,13 +55,13 @@ __all__ = [
     "resolve_preset",
 ]
 
-PRESET_DIR = Path(__file__).parent / "configs"
 CORE_SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
     "cluster": ClusterConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "log": LogConfig,
 }
 TOP_LEVEL = {"name": str, "out_dir": str, "method": str}
 log = logging.getLogger("unreid")
@@ -68,6 +77,7 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     # The active method's own section (an instance of its registered config class).
     method_cfg: Any = None
 
@@ -299,48 +309,7 @@ def build_config(flat: Flat) -> Config:
     return cfg
 
 
-# --------------------------------------------------------------------------- files
-def resolve_preset(name_or_path: str) -> Path:
-    """A path to a YAML file, or a preset name such as `demo` or `cluster_contrast/market1501`."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    candidate = PRESET_DIR / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
-    raise ConfigError(
-        f"no config file or preset named {name_or_path!r}; presets: {', '.join(list_presets())}"
-    )
-
-
-def list_presets() -> list[str]:
-    return sorted(
-        str(p.relative_to(PRESET_DIR).with_suffix("")) for p in PRESET_DIR.rglob("*.yaml")
-    )
-
-
-def preset_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:
-    """The override dicts of a preset and its `base:` ancestors, base first."""
-    if path.resolve() in seen:
-        raise ConfigError(f"{path}: circular `base:` chain")
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
-    chain: list[tuple[dict, str]] = []
-    base = data.pop("base", None)
-    if base is not None:
-        base_path = path.parent / base if (path.parent / base).is_file() else resolve_preset(base)
-        chain += preset_chain(base_path, seen + (path.resolve(),))
-    chain.append((data, str(path)))
-    return chain
-
-
+# --------------------------------------------------------------------------- overrides
 def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.sub=value")

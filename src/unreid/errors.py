@@ -8,6 +8,7 @@ file, the core sections in `settings.py`) can validate themselves in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +46,8 @@ def check_range(
     high_open: bool = False,
 ) -> None:
     """`low <= value <= high` (either bound optional; open bounds exclude the end)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SettingError(key, value, "must be a finite number")
     ok = True
     if low is not None:
         ok = ok and (value > low if low_open else value >= low)

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from unreid.data.image_dataset import ImageDataset
 from unreid.data.samples import Sample
 from unreid.data.transforms import test_transform
+from unreid.faults import kill_point
 
 
 @torch.no_grad()
@@ -42,6 +43,7 @@ def extract_features(
     chunks = []
     for images, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
         chunks.append(model(images.to(device, non_blocking=True)).float().cpu())
+        kill_point("extract")
     model.train(was_training)
     return torch.cat(chunks)
 

@@ -18,6 +18,9 @@ JACCARD_VARIANTS = ("paper", "cluster_contrast")
 JACCARD_IMPLS = ("sparse", "dense")
 KNN_BACKENDS = ("torch", "exact", "ivf", "hnsw")
 SELECT_BEST_ON = ("val", "test", "none")
+BAD_IMAGE_POLICIES = ("error", "skip")
+ERASING_FILLS = ("zero", "reference")
+ON_DEGENERATE = ("stop", "skip")
 
 
 @dataclass
@@ -37,8 +40,16 @@ class DataConfig:
     # defaults to `root`.
     source: str = ""
     source_root: str = ""
+    # Every image is decoded once when the dataset is loaded: "error" stops before
+    # training and names every unreadable file; "skip" leaves them out and counts them.
+    bad_images: str = "error"
+    # Random erasing writes 0 into the normalised tensor ("zero": the ImageNet mean
+    # colour) or the ImageNet mean values themselves ("reference": Cluster Contrast's code).
+    erasing_fill: str = "zero"
 
     def __post_init__(self) -> None:
+        check_choice("bad_images", self.bad_images, BAD_IMAGE_POLICIES)
+        check_choice("erasing_fill", self.erasing_fill, ERASING_FILLS)
         check_range("height", self.height, 1)
         check_range("width", self.width, 1)
         check_range("workers", self.workers, 0)
@@ -90,8 +101,14 @@ class ClusterConfig:
     infomap_k: int = 15
     infomap_min_sim: float = 0.5
     infomap_min_size: int = 5
+    # A clustering with no cluster, one cluster, or more than `max_outlier_ratio` of
+    # the images left out is degenerate: "stop" the run, or "skip" training that epoch.
+    on_degenerate: str = "stop"
+    max_outlier_ratio: float = 0.9
 
     def __post_init__(self) -> None:
+        check_choice("on_degenerate", self.on_degenerate, ON_DEGENERATE)
+        check_range("max_outlier_ratio", self.max_outlier_ratio, 0.0, 1.0)
         check_range("k1", self.k1, 1)
         check_range("k2", self.k2, 1)
         check_range("eps", self.eps, 0, low_open=True)
@@ -164,6 +181,8 @@ class TrainConfig:
         check_range("weight_decay", self.weight_decay, 0)
         check_range("step_size", self.step_size, 1)
         check_range("gamma", self.gamma, 0, low_open=True)
+        # numpy seeds are 32-bit and each epoch reseeds with seed * 1000 + epoch
+        check_range("seed", self.seed, 0, 4_000_000)
         check_range("extract_batch_size", self.extract_batch_size, 1)
         check_range("threads", self.threads, 0)
 
@@ -187,6 +206,16 @@ class EvalConfig:
         check_range("every", self.every, 1)
         check_choice("select_best_on", self.select_best_on, SELECT_BEST_ON)
         check_range("batch_size", self.batch_size, 1)
+
+    def ignored(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass
+class LogConfig:
+    # TensorBoard scalars beside log.jsonl (which stays the source of truth);
+    # needs the `unreid[tensorboard]` extra.
+    tensorboard: bool = False
 
     def ignored(self) -> dict[str, str]:
         return {}

@@ -33,7 +33,7 @@ def clustered(cfg, feats, samples):
 
     labelled = all(s.pid is not None for s in samples)
     data = SimpleNamespace(train=samples, true_ids=[s.pid for s in samples] if labelled else None)
-    return cluster(cfg, Method(), 0, feats, data)
+    return cluster(cfg, SimpleNamespace(method=Method()), 0, feats, data)
 
 
 def tiny_config(root: Path, out: Path, *extra: str):

@@ -20,6 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="synthetic data folder (default: a cache folder)")
     p.add_argument("--ids", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
     p.set_defaults(func=run)
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     hist = histogram_baseline(load_dataset("synthetic", data_dir))
     log.info("histogram baseline: mAP %.1f R1 %.1f", 100 * hist.mAP, 100 * hist.rank1)
     cfg.eval.at_start = True
-    summary = train(cfg, progress=not args.no_progress)
+    summary = train(cfg, overwrite=args.overwrite, progress=not args.no_progress)
     before = _read_epoch0(out / "log.jsonl")
     after = summary["final_test"]
     rows = [

@@ -1,4 +1,4 @@
-"""`unreid train`: a preset or YAML file, dotted overrides, a run folder."""
+"""`unreid train`: a preset or YAML file, dotted overrides, a run folder; or `--resume RUN`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from unreid.config import load_config
+from unreid.config import ConfigError, load_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a method from a preset or YAML file")
-    p.add_argument("--config", required=True, help="preset name or YAML path")
-    p.add_argument("--resume", help="checkpoint to resume from (last.pth)")
+    p.add_argument("--config", help="preset name or YAML path (with --resume: optional check)")
+    p.add_argument("--resume", help="run folder (or its last.pth) to continue")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in the run folder")
     p.add_argument("--out", help="run folder (default <out_dir>/<name> from the config)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--source", help="labelled source dataset for domain adaptation (data.source)")
@@ -31,10 +32,34 @@ def run(args: argparse.Namespace) -> int:
         overrides.insert(0, f"data.source={args.source}")
     if args.target:
         overrides.insert(0, f"data.dataset={args.target}")
-    cfg = load_config(args.config, overrides)
-    if args.out:
-        cfg.out_dir = str(Path(args.out).parent)
-        cfg.name = Path(args.out).name
-    summary = train(cfg, resume=args.resume, progress=not args.no_progress)
+    if args.resume:
+        cfg = resumed_config(args, overrides)
+    elif not args.config:
+        raise ConfigError("train needs --config PRESET_OR_YAML (or --resume RUN_FOLDER)")
+    else:
+        cfg = load_config(args.config, overrides)
+        if args.out:
+            cfg.out_dir, cfg.name = str(Path(args.out).parent), Path(args.out).name
+    summary = train(
+        cfg,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def resumed_config(args: argparse.Namespace, overrides: list[str]):
+    """The run's own config; `--config` and `--out`, when given, must agree with the run."""
+    from unreid.checkpoint import load_checkpoint
+    from unreid.resume import refuse_changes, resume_config, resume_point
+
+    run_dir, checkpoint = resume_point(args.resume)
+    saved = load_checkpoint(checkpoint) if checkpoint is not None else None
+    cfg = resume_config(run_dir, saved, overrides)
+    if args.config:
+        refuse_changes(cfg, load_config(args.config, overrides), f"--resume {args.resume}")
+    if args.out and Path(args.out).resolve() != run_dir.resolve():
+        raise ConfigError(f"--out {args.out} differs from the resumed run's folder {run_dir}")
+    return cfg

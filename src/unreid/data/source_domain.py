@@ -50,9 +50,15 @@ def source_domain(
 
 
 def load_source(
-    name: str, root: str | Path, transform: Transform, cache_images: bool = False
+    name: str,
+    root: str | Path,
+    transform: Transform,
+    cache_images: bool = False,
+    keep: Callable[[list[Sample]], list[Sample]] | None = None,
 ) -> SourceDomain:
     """Load the training split of dataset `name` at `root` as the source domain.
+
+    `keep` filters the samples before any image is read (the up-front image check).
 
     Raises ValueError when any training image lacks an identity: the source's whole point is
     its labels, and a partly labelled set would silently shrink the source classifier.
@@ -64,4 +70,5 @@ def load_source(
             "on every training image"
         )
     log.info("source domain: %s", source.summary())
-    return source_domain(source.train, transform, cache_images)
+    samples = keep(source.train) if keep is not None else source.train
+    return source_domain(samples, transform, cache_images)

@@ -8,7 +8,9 @@ data, model and optimizer are built in `setup.py`.
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,31 +20,42 @@ from unreid.data.epoch_batches import LoaderPlan, epoch_batches
 from unreid.engine.evaluate import evaluate_model
 from unreid.engine.recorder import RunRecorder
 from unreid.engine.setup import (
-    RunState,
     TrainingData,
+    TrainingRun,
     build_run,
     load_training_data,
     resolve_device,
     seed_everything,
 )
 from unreid.engine.steps import train_one_epoch
+from unreid.faults import kill_point
 from unreid.features import Extractor
-from unreid.methods import Method
 from unreid.models.dsbn import ALL_ROWS, source_rows
 from unreid.pseudo_labels import PseudoLabels
 from unreid.pseudo_labels.clusterers import make_pseudo_labels
 
+log = logging.getLogger("unreid")
 
-def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
+
+class DegenerateClustering(RuntimeError):
+    """Pseudo labels no training can use; the message gives the numbers and what to change."""
+
+
+def train(
+    cfg: Config,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train `cfg.method` unsupervised on `cfg.data`; returns a summary of the run."""
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    recorder = RunRecorder(cfg, resumed=bool(resume))
-    data = load_training_data(cfg)
+    recorder = RunRecorder(cfg, resume, overwrite)  # refuses to clobber another run
+    data = load_training_data(cfg, progress)
     run = build_run(cfg, data, device)
-    state = run.restore(resume) if resume else RunState()
+    state = recorder.start(run)  # restores the checkpoint when resuming
     d, t = cfg.data, cfg.train
     extract = Extractor(d.height, d.width, t.extract_batch_size, d.workers, device, progress)
     evaluate = extract.with_batch_size(cfg.eval.batch_size)
@@ -61,22 +74,20 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
         # 1. features of every training image, in dataset order
         features = extract(run.model, data.train, f"extract {epoch + 1}")
         # 2. pseudo labels on the method's view of the features (-1 = outlier, sits out)
-        labels = cluster(cfg, run.method, epoch, features, data)
+        labels = cluster(cfg, run, epoch, features, data)
         recorder.pseudo_labels(epoch, labels, data.train)
-        # 3. memories from this epoch's clusters (and, adapting domains, the source classes)
-        if data.source is not None and run.method.wants_source_features(epoch):
-            with source_rows(run.model, ALL_ROWS):  # the source statistics, under DSBN
-                feats = extract(run.model, data.source.samples, f"extract source {epoch + 1}")
-            run.method.start_source(feats.to(device), data.source.labels.to(device))
-            del feats
-        run.method.start_epoch(epoch, features.to(device), labels, data.cameras)
-        # 4. a fixed number of P×K steps over the clustered images (adapting: half source)
-        steps, label_of, camera_of = epoch_batches(
-            data.images, labels.labels, data.cameras, data.source, t.batch_size, plan, epoch
-        )
-        desc = f"train {epoch + 1}/{t.epochs}"
-        losses = train_one_epoch(run, steps, t.iters, label_of, camera_of, device, desc, progress)
-        run.scheduler.step()
+        losses: dict[str, float] = {}
+        if usable(cfg, labels, epoch):  # a degenerate clustering stops or skips the epoch
+            # 3. memories from this epoch's clusters (and, adapting, the source classes)
+            start_memories(run, epoch, features.to(device), labels, data, extract)
+            # 4. a fixed number of P×K steps over the clustered images (adapting: half source)
+            steps, label_of, camera_of = epoch_batches(
+                data.images, labels.labels, data.cameras, data.source, t.batch_size, plan, epoch
+            )
+            losses = train_one_epoch(
+                run, steps, t.iters, label_of, camera_of, device, epoch, progress
+            )
+        run.next_epoch()
         # 5. evaluation every `eval.every` epochs and after the last; 6. record, checkpoint
         due = (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == t.epochs
         scores = {split: metrics(split) for split in data.eval_splits} if due else {}
@@ -85,18 +96,74 @@ def train(cfg: Config, resume: str | None = None, progress: bool = True) -> dict
 
 
 def cluster(
-    cfg: Config, method: Method, epoch: int, features: torch.Tensor, data: TrainingData
+    cfg: Config, run: TrainingRun, epoch: int, features: torch.Tensor, data: TrainingData
 ) -> PseudoLabels:
     """This epoch's pseudo labels, from the features the method wants clustered."""
-    to_cluster = method.clustering_features(epoch, features, data.train)
+    to_cluster = run.method.clustering_features(epoch, features, data.train)
     name = "ground_truth" if cfg.train.ground_truth else cfg.cluster.method
     labels = make_pseudo_labels(
         name, to_cluster, cfg.cluster, seed=cfg.train.seed, true_ids=data.true_ids
     )
-    if labels.num_clusters == 0:
-        raise RuntimeError(
-            f"epoch {epoch + 1}: clustering found no clusters among {len(features)} images "
-            f"(cluster.eps={cfg.cluster.eps}, min_samples={cfg.cluster.min_samples}); "
-            "raise eps or check the features"
-        )
+    kill_point("cluster")
     return labels
+
+
+def usable(cfg: Config, labels: PseudoLabels, epoch: int) -> bool:
+    """False (after a warning) for a degenerate clustering under `cluster.on_degenerate=skip`."""
+    problem = degenerate(cfg, labels)
+    if problem is None:
+        per_batch = cfg.train.batch_size // cfg.train.num_instances
+        if labels.num_clusters < per_batch:
+            log.warning(
+                "epoch %d: %d clusters, fewer than the %d identities a batch holds "
+                "(train.batch_size / train.num_instances): identities repeat within batches",
+                epoch + 1,
+                labels.num_clusters,
+                per_batch,
+            )
+        return True
+    message = f"epoch {epoch + 1}: degenerate clustering: {problem}"
+    if cfg.cluster.on_degenerate == "stop":
+        raise DegenerateClustering(message + " (cluster.on_degenerate=stop)")
+    log.warning("%s; training skipped this epoch (cluster.on_degenerate=skip)", message)
+    return False
+
+
+def degenerate(cfg: Config, labels: PseudoLabels) -> str | None:
+    """What is wrong with a clustering, with its numbers and the setting to change; or None."""
+    c, n = cfg.cluster, len(labels.labels)
+    if c.method == "infomap":
+        looser = f"lower cluster.infomap_min_sim (now {c.infomap_min_sim})"
+        tighter = f"raise cluster.infomap_min_sim (now {c.infomap_min_sim})"
+    else:
+        looser = f"raise cluster.eps (now {c.eps}) or lower cluster.min_samples ({c.min_samples})"
+        tighter = f"lower cluster.eps (now {c.eps})"
+    if labels.num_clusters == 0:
+        return f"no cluster among {n} images, all are outliers; {looser}"
+    if labels.num_clusters == 1 and not cfg.train.ground_truth:
+        size = n - labels.num_outliers
+        return f"one cluster holds {size} of {n} images: nothing to contrast; {tighter}"
+    if labels.outlier_ratio > c.max_outlier_ratio:
+        return (
+            f"{labels.num_outliers} of {n} images ({100 * labels.outlier_ratio:.0f}%) are "
+            f"outliers, above cluster.max_outlier_ratio={c.max_outlier_ratio}; {looser}"
+        )
+    return None
+
+
+def start_memories(
+    run: TrainingRun,
+    epoch: int,
+    features: torch.Tensor,
+    labels: PseudoLabels,
+    data: TrainingData,
+    extract: Extractor,
+) -> None:
+    """The method's memories for this epoch; adapting domains, its source rows first."""
+    device = features.device
+    if data.source is not None and run.method.wants_source_features(epoch):
+        with source_rows(run.model, ALL_ROWS):  # the source statistics, under DSBN
+            feats = extract(run.model, data.source.samples, f"extract source {epoch + 1}")
+        run.method.start_source(feats.to(device), data.source.labels.to(device))
+        del feats
+    run.method.start_epoch(epoch, features, labels, data.cameras)

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from unreid.checkpoint import save_checkpoint
-from unreid.config import Config, dump_config
+from unreid.checkpoint import TMP_SUFFIX, load_checkpoint, save_checkpoint
+from unreid.config import Config, config_from_dict, dump_config
 from unreid.data.samples import Sample
 from unreid.engine.setup import RunState, TrainingRun
 from unreid.evaluation import RankingMetrics
 from unreid.pseudo_labels import PseudoLabels
+from unreid.resume import refuse_changes, resume_point
 
 log = logging.getLogger("unreid")
 
@@ -33,24 +35,84 @@ def _fmt(prefix: str, m: RankingMetrics | None) -> str:
     return "" if m is None else f" | {prefix}mAP {100 * m.mAP:.1f} R1 {100 * m.rank1:.1f}"
 
 
-class RunRecorder:
-    """Owns `<out_dir>/<name>/`: `config.yaml`, `log.jsonl`, `last.pth`, `best.pth`."""
+RUN_FILES = ("config.yaml", "log.jsonl", "last.pth", "best.pth", "pseudo_labels.json")
 
-    def __init__(self, cfg: Config, resumed: bool) -> None:
+
+class RunFolderError(RuntimeError):
+    """A run folder that holds another run, or no run to resume; the message says what to do."""
+
+
+def finite(value: Any) -> Any:
+    """The record with every NaN / inf replaced by None, so log.jsonl stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+class RunRecorder:
+    """Owns `<out_dir>/<name>/`: `config.yaml`, `log.jsonl`, `last.pth`, `best.pth`.
+
+    Nothing in the folder is touched until `start()`, which comes after the data
+    and the model were built: a typo in a path never costs an earlier run. A folder
+    that holds a run is refused unless the run is resumed or `overwrite` says so.
+    """
+
+    def __init__(self, cfg: Config, resume: str | Path | None = None, overwrite: bool = False):
         self.cfg = cfg
         self.run_dir = Path(cfg.out_dir) / cfg.name
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, self.run_dir / "config.yaml")
         self.log_path = self.run_dir / "log.jsonl"
-        if not resumed and self.log_path.exists():
-            log.warning("%s already holds a run: starting afresh over it", self.run_dir)
-            self.log_path.unlink()
-            (self.run_dir / "best.pth").unlink(missing_ok=True)
+        self.checkpoint: Path | None = None
+        self.resumed = resume is not None
+        self.overwrite = overwrite
         self.last: dict[str, RankingMetrics] = {}
+        if self.resumed:
+            folder, self.checkpoint = resume_point(resume)
+            if folder.resolve() != self.run_dir.resolve():
+                raise RunFolderError(
+                    f"--resume {resume} belongs to {folder}, but the config names {self.run_dir}"
+                )
+        held = [f for f in RUN_FILES if (self.run_dir / f).exists()]
+        if held and not (self.resumed or overwrite):
+            raise RunFolderError(
+                f"{self.run_dir} already holds a run ({', '.join(held)}); resume it with "
+                f"--resume {self.run_dir}, write elsewhere with --out DIR (or name=...), "
+                "or replace it with --overwrite"
+            )
+
+    def start(self, run: TrainingRun) -> RunState:
+        """Claim the folder: clear stale temp files, restore or replace, write config.yaml."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.run_dir.glob(f"*{TMP_SUFFIX}"):
+            stale.unlink()  # a checkpoint write that was killed: its complete twin is intact
+        state = RunState()
+        if self.checkpoint is not None:
+            saved = config_from_dict(
+                load_checkpoint(self.checkpoint)["config"], str(self.checkpoint)
+            )
+            refuse_changes(saved, self.cfg, str(self.checkpoint))
+            state = run.restore(self.checkpoint)
+            self._keep_records(lambda r: r.get("epoch", 0) <= state.epoch)
+        elif self.resumed or self.overwrite:  # nothing to continue from: start afresh
+            for name in RUN_FILES:
+                (self.run_dir / name).unlink(missing_ok=True)
+        dump_config(self.cfg, self.run_dir / "config.yaml")
+        return state
+
+    def _keep_records(self, keep: Any) -> None:
+        """Drop log lines of epochs after the checkpoint (written before a crash lost them)."""
+        if not self.log_path.exists():
+            return
+        lines = [x for x in self.log_path.read_text().splitlines() if x.strip()]
+        kept = [x for x in lines if keep(json.loads(x))]
+        self.log_path.write_text("".join(x + "\n" for x in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(finite(record), allow_nan=False) + "\n")
 
     def untrained(self, m: RankingMetrics) -> None:
         log.info("epoch 0 (untrained)%s", _fmt("test ", m))
@@ -93,10 +155,12 @@ class RunRecorder:
             "state": vars(state).copy(),
             "config": cfg.to_dict(),
         }
+        # The record first: a crash before the checkpoint leaves a line that a resume
+        # drops (it is past the checkpoint's epoch), never a checkpoint with no line.
+        self.write(record)
         save_checkpoint(self.run_dir / "last.pth", **ckpt)
         if improved:
             save_checkpoint(self.run_dir / "best.pth", **ckpt)
-        self.write(record)
         self.last = metrics
         quality = record.get("pseudo_label_quality")
         log.info(

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from unreid.checkpoint import load_checkpoint, load_matching
+from unreid.checkpoint import load_checkpoint, load_state
 from unreid.config import Config
 from unreid.data.datasets import load_dataset
+from unreid.data.image_check import check_images
 from unreid.data.image_dataset import ImageDataset
 from unreid.data.samples import ReidDataset, Sample
 from unreid.data.source_domain import SourceDomain, load_source
 from unreid.data.splits import holdout_split
 from unreid.data.transforms import train_transform
+from unreid.errors import ConfigError
 from unreid.methods import Method, MethodContext, build_method
 from unreid.models.reid_model import ReidModel, build_model
 
@@ -77,17 +81,83 @@ class TrainingData:
         return self.dataset.query, self.dataset.gallery
 
 
-def load_training_data(cfg: Config) -> TrainingData:
+def load_training_data(cfg: Config, progress: bool = False) -> TrainingData:
+    """Every split, with every image decoded once up front and the sizes checked."""
     d = cfg.data
     dataset = load_dataset(d.dataset, d.root)
     log.info("%s", dataset.summary())
+    dataset = replace(
+        dataset,
+        train=readable(dataset.train, cfg, "train", progress),
+        query=readable(dataset.query, cfg, "query", progress),
+        gallery=readable(dataset.gallery, cfg, "gallery", progress),
+    )
+    check_holdout(cfg, dataset.train)
     train, val_query, val_gallery = holdout_split(dataset.train, d.holdout_ids, cfg.train.seed)
-    transform = train_transform(d.height, d.width)
+    check_sizes(cfg, dataset.train, train)
+    if cfg.eval.select_best_on == "val" and not val_query:
+        log.warning(
+            "eval.select_best_on=val but there is no validation split (data.holdout_ids=%d): "
+            "best.pth will not be written. Hold out labelled identities (data.holdout_ids=N) "
+            "or set eval.select_best_on=test|none.",
+            d.holdout_ids,
+        )
+    transform = train_transform(d.height, d.width, erasing_fill=d.erasing_fill)
     source = None
     if d.source:  # domain adaptation
-        source = load_source(d.source, d.source_root or d.root, transform, d.cache_images)
+        root = d.source_root or d.root
+
+        def keep(samples: list[Sample]) -> list[Sample]:
+            return readable(samples, cfg, "source", progress)
+
+        source = load_source(d.source, root, transform, d.cache_images, keep=keep)
     images = ImageDataset(train, transform, d.cache_images)
     return TrainingData(dataset, train, val_query, val_gallery, images, source)
+
+
+def readable(samples: list[Sample], cfg: Config, split: str, progress: bool) -> list[Sample]:
+    """The split's images that decode; `data.bad_images` says whether others stop the run."""
+    if not samples:
+        return samples
+    cache = Path(cfg.out_dir) / ".image_check" / f"{cfg.data.dataset}-{split}.json"
+    found = check_images(
+        samples,
+        policy=cfg.data.bad_images,
+        cache_path=cache,
+        workers=max(1, cfg.data.workers),
+        progress=progress,
+    )
+    if found.bad:
+        log.warning(
+            "%s split: skipped %d unreadable images (data.bad_images=skip), e.g. %s",
+            split,
+            len(found.bad),
+            "; ".join(f"{p}: {why}" for p, why in found.bad[:3]),
+        )
+    return found.kept
+
+
+def check_holdout(cfg: Config, labelled: list[Sample]) -> None:
+    hold, ids = cfg.data.holdout_ids, {s.pid for s in labelled}
+    if hold and 2 * hold > len(ids):
+        raise ConfigError(
+            f"data.holdout_ids={hold} holds out more than half of the {len(ids)} training "
+            "identities; lower data.holdout_ids"
+        )
+
+
+def check_sizes(cfg: Config, labelled: list[Sample], train: list[Sample]) -> None:
+    """Settings a small dataset cannot meet, named with the keys involved, before training."""
+    n, c, hold = len(train), cfg.cluster, cfg.data.holdout_ids
+    taken = f" after data.holdout_ids={hold} held out {len(labelled) - n}" if hold else ""
+    method = "ground_truth" if cfg.train.ground_truth else c.method
+    need = {"dbscan": ("cluster.k1", c.k1), "infomap": ("cluster.infomap_k", c.infomap_k)}
+    if method in need and need[method][1] >= n:
+        key, k = need[method]
+        raise ConfigError(
+            f"{key}={k} needs more than {k} training images, but the training split has {n}"
+            f"{taken}; lower {key}" + (" or data.holdout_ids" if hold else "")
+        )
 
 
 def check_cameras(method: Method, samples: list[Sample], dataset: str) -> None:
@@ -126,10 +196,17 @@ class TrainingRun:
             "scheduler": self.scheduler.state_dict(),
         }
 
-    def restore(self, path: str) -> RunState:
+    def next_epoch(self) -> None:
+        """Advance the schedule, also after an epoch whose training was skipped."""
+        with warnings.catch_warnings():  # torch warns when no optimizer step came first
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
+
+    def restore(self, path: str | Path) -> RunState:
+        """Model, method (memories included), optimizer and schedule as saved at `path`."""
         ckpt = load_checkpoint(path)
-        load_matching(self.model, ckpt["model"], path)
-        load_matching(self.method, ckpt["method"], path)
+        load_state(self.model, ckpt["model"], f"{path} (model)")
+        load_state(self.method, ckpt["method"], f"{path} (method)")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         state = RunState(**ckpt["state"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -30,7 +31,9 @@ _FOLDER_LAYOUT = "<root>/<camera>/<image> (one sub-folder per camera) or a CSV f
 
 def _natural_key(text: str) -> list[int | str]:
     # cam2 before cam10: users number cameras without zero padding.
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+    # ASCII digits only: str.isdigit() also accepts characters such as '²' that int() rejects
+    parts = re.split(r"([0-9]+)", text)
+    return [int(part) if part.isascii() and part.isdigit() else part.lower() for part in parts]
 
 
 def _camera_indices(labels: Iterable[str]) -> dict[str, int]:
@@ -94,35 +97,44 @@ def _load_camera_csv(csv_path: Path) -> tuple[ReidDataset, LoadReport]:
     rows: list[tuple[Path, str]] = []
     seen: dict[str, int] = {}
     header_done = False
-    with open(csv_path, encoding="utf-8", newline="") as handle:
-        for index, row in enumerate(csv.reader(handle)):
-            number = index + 1
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != 2:
-                raise DatasetLayoutError(
-                    f"folder: {csv_path}:{number}: expected 2 columns (path,camera), found "
-                    f"{len(row)} in {row!r}"
-                )
-            path_text, camera = row[0].strip(), row[1].strip()
-            first_row, header_done = not header_done, True
-            if first_row and not is_image_file(path_text):
-                continue  # header row: a first row whose path is not an image
-            if not is_image_file(path_text):
-                raise DatasetLayoutError(
-                    f"folder: {csv_path}:{number}: {path_text!r} is not an image path "
-                    f"({', '.join(sorted(IMAGE_EXTENSIONS))})"
-                )
-            if not camera:
-                raise DatasetLayoutError(f"folder: {csv_path}:{number}: empty camera label")
+    try:
+        text = csv_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetLayoutError(
+            f"folder: {csv_path} is not UTF-8 text (byte {err.start}: {err.reason}); "
+            "expected a CSV of path,camera"
+        ) from None
+    for index, row in enumerate(csv.reader(io.StringIO(text, newline=""))):
+        number = index + 1
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != 2:
+            raise DatasetLayoutError(
+                f"folder: {csv_path}:{number}: expected 2 columns (path,camera), found "
+                f"{len(row)} in {row!r}"
+            )
+        path_text, camera = row[0].strip(), row[1].strip()
+        first_row, header_done = not header_done, True
+        if first_row and not is_image_file(path_text):
+            continue  # header row: a first row whose path is not an image
+        if not is_image_file(path_text):
+            raise DatasetLayoutError(
+                f"folder: {csv_path}:{number}: {path_text!r} is not an image path "
+                f"({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
+        if not camera:
+            raise DatasetLayoutError(f"folder: {csv_path}:{number}: empty camera label")
+        try:
             path = Path(path_text).expanduser()
-            path = path if path.is_absolute() else csv_path.parent / path
-            if str(path) in seen:
-                raise DatasetLayoutError(
-                    f"folder: {csv_path}:{number}: {path} already listed on line {seen[str(path)]}"
-                )
-            seen[str(path)] = number
-            rows.append((path, camera))
+        except RuntimeError as err:  # '~user/...' for a user this machine does not have
+            raise DatasetLayoutError(f"folder: {csv_path}:{number}: {path_text!r}: {err}") from None
+        path = path if path.is_absolute() else csv_path.parent / path
+        if str(path) in seen:
+            raise DatasetLayoutError(
+                f"folder: {csv_path}:{number}: {path} already listed on line {seen[str(path)]}"
+            )
+        seen[str(path)] = number
+        rows.append((path, camera))
     if not rows:
         raise DatasetLayoutError(
             f"folder: {csv_path} lists no images; expected rows path,camera "

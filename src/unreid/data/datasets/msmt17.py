@@ -82,17 +82,17 @@ def _parse_msmt_line(
     if len(fields) != 2:
         raise bad(f"found {len(fields)} fields instead of 2")
     rel, pid_text = fields
-    if not re.fullmatch(r"-?\d+", pid_text) or int(pid_text) < -1:
+    if not re.fullmatch(r"-?[0-9]{1,9}", pid_text, flags=re.ASCII) or int(pid_text) < -1:
         raise bad(f"pid {pid_text!r} is not a non-negative integer")
     if not is_image_file(rel):
         raise bad(f"{rel!r} is not an image path ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     parts = Path(rel).stem.split("_")
-    if len(parts) < 3 or not parts[2].isdigit():
+    if len(parts) < 3 or not re.fullmatch(r"[0-9]{1,4}", parts[2]):
         raise bad("file name has no camera as its third '_' field")
     camera = int(parts[2])
     if not 1 <= camera <= 15:
         raise bad(f"camera {camera} is outside 1..15")
-    frame = int(parts[4]) if len(parts) > 4 and parts[4].isdigit() else None
+    frame = int(parts[4]) if len(parts) > 4 and re.fullmatch(r"[0-9]{1,12}", parts[4]) else None
     return image_dir / rel, int(pid_text), camera - 1, frame
 
 

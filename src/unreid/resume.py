@@ -1,0 +1,103 @@
+"""What resuming a run may change, and where a run folder's resumable state is.
+
+A resumed run is the run it continues: its own saved config, not whatever the
+command line says today. Only what does not change what is computed may be
+overridden (how long it trains, where the data and the outputs are, how fast
+and how often it evaluates); anything else is refused by name, and so is a
+config that differs from the saved one on such a key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unreid.config import Config, config_from_dict, parse_override
+from unreid.errors import ConfigError
+
+RESUMABLE = (
+    "name",
+    "out_dir",
+    "train.epochs",
+    "train.device",
+    "train.threads",
+    "train.extract_batch_size",
+    "data.root",
+    "data.source_root",
+    "data.workers",
+    "data.bad_images",
+    "eval.every",
+    "eval.batch_size",
+    "eval.rerank",
+    "log.tensorboard",
+)
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix.rstrip("."): data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
+
+
+def changed_keys(saved: Config, given: Config) -> dict[str, tuple[Any, Any]]:
+    """Keys outside `RESUMABLE` whose value differs: key -> (saved, given)."""
+    a, b = _flat(saved.to_dict()), _flat(given.to_dict())
+    return {
+        k: (a.get(k), b.get(k))
+        for k in sorted(set(a) | set(b))
+        if k not in RESUMABLE and a.get(k) != b.get(k)
+    }
+
+
+def refuse_changes(saved: Config, given: Config, source: str) -> None:
+    diffs = changed_keys(saved, given)
+    if diffs:
+        listed = "; ".join(f"{k}: run {a!r}, now {b!r}" for k, a, b in _triples(diffs))
+        raise ConfigError(
+            f"{source}: cannot resume with a different config ({listed}); only "
+            f"{', '.join(RESUMABLE)} may change on resume. Start a new run (another "
+            "--out, or --overwrite) to train with other settings."
+        )
+
+
+def _triples(diffs: dict[str, tuple[Any, Any]]) -> list[tuple[str, Any, Any]]:
+    return [(k, a, b) for k, (a, b) in diffs.items()]
+
+
+def resume_point(path: str | Path) -> tuple[Path, Path | None]:
+    """(run folder, its last checkpoint or None) from a run folder or a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        last = path / "last.pth"
+        return path, last if last.is_file() else None
+    if path.is_file():
+        return path.parent, path
+    raise FileNotFoundError(f"--resume {path}: no such run folder or checkpoint")
+
+
+def resume_config(run_dir: Path, checkpoint: dict | None, overrides: list[str]) -> Config:
+    """The run's own config (from its checkpoint, else its config.yaml) plus allowed overrides."""
+    for text in overrides:
+        key = parse_override(text)[0]
+        if key not in RESUMABLE:
+            raise ConfigError(
+                f"{key}: cannot be changed on --resume (it changes what the run computes); "
+                f"only {', '.join(RESUMABLE)} may"
+            )
+    if checkpoint is not None:
+        saved, origin = checkpoint["config"], f"{run_dir / 'last.pth'}"
+    else:
+        config_path = run_dir / "config.yaml"
+        if not config_path.is_file():
+            raise FileNotFoundError(
+                f"--resume {run_dir}: neither last.pth nor config.yaml is there"
+            )
+        saved, origin = yaml.safe_load(config_path.read_text()), str(config_path)
+    cfg = config_from_dict(saved, origin=origin, overrides=overrides)
+    cfg.out_dir, cfg.name = str(run_dir.parent), run_dir.name
+    return cfg

@@ -1,0 +1,56 @@
+"""What a resumed run may change, and where its state is found."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from unreid.config import ConfigError, load_config
+from unreid.resume import RESUMABLE, changed_keys, refuse_changes, resume_config, resume_point
+
+
+def test_resume_point_from_a_folder_or_a_file(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert resume_point(run) == (run, None)
+    (run / "last.pth").write_bytes(b"x")
+    assert resume_point(run) == (run, run / "last.pth")
+    assert resume_point(run / "last.pth") == (run, run / "last.pth")
+    with pytest.raises(FileNotFoundError, match="no such run folder or checkpoint"):
+        resume_point(tmp_path / "missing")
+
+
+def test_only_resumable_keys_may_be_overridden(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = load_config("demo", ["train.lr=0.001"])
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    again = resume_config(run, None, ["train.epochs=12", "data.root=/elsewhere"])
+    assert (again.train.epochs, again.data.root, again.train.lr) == (12, "/elsewhere", 0.001)
+    assert (again.out_dir, again.name) == (str(tmp_path), "run")
+    with pytest.raises(ConfigError, match=r"train\.lr: cannot be changed on --resume"):
+        resume_config(run, None, ["train.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"method: cannot be changed on --resume"):
+        resume_config(run, None, ["method=hhcl"])
+
+
+def test_resume_config_prefers_the_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = load_config("hhcl/demo").to_dict()
+    cfg = resume_config(run, {"config": saved}, [])
+    assert cfg.method == "hhcl"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="neither last.pth nor config.yaml"):
+        resume_config(tmp_path / "empty", None, [])
+
+
+def test_changed_keys_ignore_resumable_ones():
+    a = load_config("demo")
+    b = load_config("demo", ["train.epochs=20", "train.lr=0.01", "cluster.eps=0.5"])
+    diffs = changed_keys(a, b)
+    assert set(diffs) == {"train.lr", "cluster.eps"}
+    assert diffs["cluster.eps"] == (0.6, 0.5)
+    with pytest.raises(ConfigError, match=r"cluster\.eps: run 0\.6, now 0\.5"):
+        refuse_changes(a, b, "ckpt")
+    assert "train.epochs" in RESUMABLE and "train.lr" not in RESUMABLE
