@@ -106,6 +106,7 @@ def test_demo_writes_summary_and_checkpoint_then_eval_reads_it(tmp_path, capsys,
     printed = capsys.readouterr().out
     assert "histogram baseline" in printed and "Cluster Contrast" in printed
     assert (out / "last.pth").is_file() and (out / "config.yaml").is_file()
+    assert (out / "report.html").is_file() and "report:" in printed  # written at the end
     assert main(["eval", "--checkpoint", str(out / "last.pth")]) == 0
     assert "mAP" in capsys.readouterr().out
 
@@ -114,7 +115,12 @@ def test_train_source_and_target_flags_set_the_adaptation_keys(monkeypatch, caps
     import unreid.engine
 
     seen = {}
-    monkeypatch.setattr(unreid.engine, "train", lambda cfg, **kw: seen.update(cfg=cfg) or {})
+    monkeypatch.setattr(
+        unreid.engine, "train", lambda cfg, **kw: seen.update(cfg=cfg) or {"run_dir": "r"}
+    )
+    monkeypatch.setattr(
+        "unreid.cli.train.write_report", lambda run_dir, **kw: f"{run_dir}/report.html"
+    )
     argv = ["train", "--config", "spcl_uda/msmt17_to_market1501", "--source", "market1501"]
     assert main([*argv, "--target", "msmt17", "data.root=/x"]) == 0
     data = seen["cfg"].data
@@ -158,3 +164,39 @@ def test_eval_overrides_are_checked(tiny_synthetic, tmp_path, capsys):
     save_checkpoint(tmp_path / "c.pth", model={}, config=cfg.to_dict())
     assert main(["eval", "--checkpoint", str(tmp_path / "c.pth"), "eval.select_best_on=x"]) == 2
     assert "eval.select_best_on='x': must be one of val, test, none" in capsys.readouterr().err
+
+
+def test_overrides_on_both_sides_of_an_option(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train(cfg, **kwargs):
+        seen["cfg"] = cfg
+        return {"run_dir": str(tmp_path / "x")}
+
+    monkeypatch.setattr("unreid.engine.train", fake_train)
+    monkeypatch.setattr("unreid.cli.train.write_report", lambda run_dir, **kw: "report.html")
+    argv = [
+        "train",
+        "--config",
+        "demo",
+        "train.epochs=3",
+        "--out",
+        str(tmp_path / "x"),
+        "train.iters=7",
+    ]
+    assert main(argv) == 0
+    cfg = seen["cfg"]
+    assert (cfg.train.epochs, cfg.train.iters, cfg.name) == (3, 7, "x")
+    with pytest.raises(SystemExit):
+        main(["train", "--config", "demo", "--bogus", "train.iters=7"])
+
+
+def test_no_library_noise_unless_verbose():
+    import subprocess
+    import sys
+
+    quiet = subprocess.run(
+        [sys.executable, "-m", "unreid", "list", "clusterers"], capture_output=True, text=True
+    )
+    assert quiet.returncode == 0 and "dbscan" in quiet.stdout
+    assert "Could not load library" not in quiet.stderr and "faiss" not in quiet.stderr

@@ -32,7 +32,9 @@ def tiny_run() -> TrainingRun:
 @pytest.fixture
 def recorder(tmp_path):
     cfg = load_config("demo", [f"out_dir={tmp_path}", "name=r", "eval.select_best_on=val"])
-    return RunRecorder(cfg, resumed=False)
+    rec = RunRecorder(cfg)
+    rec.start(tiny_run())
+    return rec
 
 
 def records(rec: RunRecorder) -> list[dict]:
@@ -111,3 +113,19 @@ def test_pseudo_labels_of_the_epoch_are_kept_for_the_report(recorder):
     recorder.pseudo_labels(3, PseudoLabels(np.array([1, 0, 0])), [Sample("a.jpg", 0)] * 3)
     saved = json.loads((recorder.run_dir / "pseudo_labels.json").read_text())
     assert saved["epoch"] == 4 and saved["true_ids"] is None and saved["labels"] == [1, 0, 0]
+
+
+def test_tensorboard_scalars_follow_log_jsonl(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config("demo", [f"out_dir={tmp_path}", "name=tb", "log.tensorboard=true"])
+    rec = RunRecorder(cfg)
+    run, state = tiny_run(), RunState()
+    rec.start(run)
+    labels = PseudoLabels(np.array([0, 0, 1, 1]))
+    rec.epoch(0, labels, {"cluster_nce": 2.5}, {"test": metrics(0.25)}, run, state, None, time.time())
+    rec.summary(state)
+    events = EventAccumulator(str(rec.run_dir / "tensorboard"))
+    events.Reload()
+    assert events.Scalars("losses/cluster_nce")[0].value == 2.5
+    assert events.Scalars("test/mAP")[0].step == 1

@@ -11,10 +11,10 @@ import argparse
 import logging
 import sys
 
-from unreid.cli import demo, evaluate, listing, synth, train
+from unreid.cli import demo, evaluate, export, extract, listing, report, search, synth, train
 from unreid.errors import ConfigError
 
-COMMANDS = [demo, train, evaluate, synth, listing]
+COMMANDS = [demo, train, evaluate, report, extract, search, export, synth, listing]
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -24,6 +24,8 @@ def _setup_logging(verbose: bool = False) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    # faiss reports every CPU-feature library it could not load at INFO: noise unless -v
+    logging.getLogger("faiss").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,11 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may stand on both sides of an option (`train --config X a=1 --out D b=2`):
+    # argparse leaves the ones after an option over, and they join the others.
+    args, extra = parser.parse_known_args(argv)
+    stray = [x for x in extra if x.startswith("-") or "=" not in x]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     _setup_logging(args.verbose)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+    except (ConfigError, OSError, ValueError, RuntimeError) as err:
         if args.verbose:
             raise
         print(f"unreid: error: {err}", file=sys.stderr)

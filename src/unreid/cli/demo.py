@@ -10,6 +10,7 @@ from pathlib import Path
 
 from unreid.cli.common import cache_dir, histogram_baseline
 from unreid.config import load_config
+from unreid.report import write_report
 
 log = logging.getLogger("unreid")
 
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         "config": cfg.to_dict(),
     }
     (out / "summary.json").write_text(json.dumps(result, indent=2))
+    report = write_report(out, progress=not args.no_progress)
+    print(f"\nreport: {report} (open it in a browser)")
     files = ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()))
     print(f"\noutputs in {out}: {files} ({elapsed:.0f}s)")
     return 0

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from unreid.config import ConfigError, load_config
+from unreid.report import write_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
+    summary["report"] = str(write_report(summary["run_dir"], progress=not args.no_progress))
     print(json.dumps(summary, indent=2))
     return 0
 

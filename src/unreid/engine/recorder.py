@@ -22,6 +22,7 @@ from unreid.data.samples import Sample
 from unreid.engine.setup import RunState, TrainingRun
 from unreid.evaluation import RankingMetrics
 from unreid.pseudo_labels import PseudoLabels
+from unreid.report.tensorboard import TensorBoardWriter
 from unreid.resume import refuse_changes, resume_point
 
 log = logging.getLogger("unreid")
@@ -69,6 +70,7 @@ class RunRecorder:
         self.resumed = resume is not None
         self.overwrite = overwrite
         self.last: dict[str, RankingMetrics] = {}
+        self.tensorboard: TensorBoardWriter | None = None
         if self.resumed:
             folder, self.checkpoint = resume_point(resume)
             if folder.resolve() != self.run_dir.resolve():
@@ -100,6 +102,8 @@ class RunRecorder:
             for name in RUN_FILES:
                 (self.run_dir / name).unlink(missing_ok=True)
         dump_config(self.cfg, self.run_dir / "config.yaml")
+        if self.cfg.log.tensorboard:  # scalars beside log.jsonl, which stays the record
+            self.tensorboard = TensorBoardWriter(self.run_dir)
         return state
 
     def _keep_records(self, keep: Any) -> None:
@@ -113,6 +117,8 @@ class RunRecorder:
     def write(self, record: dict[str, Any]) -> None:
         with open(self.log_path, "a") as f:
             f.write(json.dumps(finite(record), allow_nan=False) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.epoch(record)
 
     def untrained(self, m: RankingMetrics) -> None:
         log.info("epoch 0 (untrained)%s", _fmt("test ", m))
@@ -197,6 +203,8 @@ class RunRecorder:
         tmp.replace(path)
 
     def summary(self, state: RunState) -> dict[str, Any]:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         test, val = self.last.get("test"), self.last.get("val")
         return {
             "run_dir": str(self.run_dir),

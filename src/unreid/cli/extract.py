@@ -1,0 +1,33 @@
+"""`unreid extract`: features of one's own images with a trained model, plus the file list."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="embed a folder (or CSV) of images with a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="best.pth / last.pth or a .safetensors")
+    p.add_argument("--images", required=True, help="folder (recursive) or CSV of image paths")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="F.npy (+ F.json file list) or F.safetensors (file list in its header)",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the GPU if there is one)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from unreid.inference import load_model
+    from unreid.search import extract_images, list_images, save_features
+
+    files = list_images(args.images)
+    embedder = load_model(args.checkpoint, device=args.device)
+    features = extract_images(embedder, files, args.batch_size, progress=not args.no_progress)
+    written = save_features(args.out, features)
+    n, d = features.features.shape
+    print(f"{n} images -> {d}-d features: {', '.join(str(p) for p in written)}")
+    return 0

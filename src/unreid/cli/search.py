@@ -1,0 +1,71 @@
+"""`unreid search`: the closest gallery images to query images, with a reusable gallery index.
+
+The gallery's features and faiss index are kept in `--index` (default: a cache
+folder per gallery and checkpoint) and rebuilt only when the gallery's files or
+the checkpoint change, so repeated searches embed only the queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+
+from unreid.cli.common import cache_dir
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="find a query's closest images in a gallery folder")
+    p.add_argument("--checkpoint", required=True, help="best.pth / last.pth or a .safetensors")
+    p.add_argument("--gallery", required=True, help="folder (recursive) or CSV of image paths")
+    p.add_argument("--query", required=True, nargs="+", help="one or more query images")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--html", help="also write the results as a self-contained HTML page")
+    p.add_argument("--index", help="where the gallery index lives (default: a cache folder)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the GPU if there is one)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def default_index_dir(gallery: str, checkpoint: str) -> Path:
+    key = f"{Path(gallery).resolve()}\n{Path(checkpoint).resolve()}"
+    return cache_dir() / "search" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def run(args: argparse.Namespace) -> int:
+    from unreid.inference import load_model
+    from unreid.search import GalleryIndex
+
+    if args.top < 1:
+        raise ValueError(f"search --top must be >= 1, found {args.top}")
+    missing = [q for q in args.query if not Path(q).is_file()]
+    if missing:
+        raise FileNotFoundError(f"search --query: no such image(s): {', '.join(missing)}")
+    embedder = load_model(args.checkpoint, device=args.device)
+    index_dir = Path(args.index) if args.index else default_index_dir(args.gallery, args.checkpoint)
+    started = time.perf_counter()
+    index, built = GalleryIndex.open(
+        args.gallery, embedder, index_dir, args.batch_size, progress=not args.no_progress
+    )
+    what = "built" if built else "reused"
+    n = len(index.features.files)
+    print(
+        f"gallery index {what}: {n} images in {index_dir} ({time.perf_counter() - started:.2f} s)"
+    )
+    started = time.perf_counter()
+    feats = embedder.embed(args.query, batch_size=args.batch_size).numpy()
+    hits = index.search(feats, args.top)
+    per_query = (time.perf_counter() - started) / len(args.query)
+    for query, found in zip(args.query, hits, strict=True):
+        print(f"\nquery {query}")
+        for h in found:
+            print(f"  {h.rank:3d}  {h.score:.4f}  {h.path}")
+    print(f"\n{1000 * per_query:.1f} ms per query (embedding + search)")
+    if args.html:
+        from unreid.report.search_page import write_search_page
+
+        out = write_search_page(args.html, args.query, hits, args.gallery, args.checkpoint)
+        print(f"wrote {out}")
+    return 0

@@ -1,0 +1,56 @@
+"""A demo-like run folder, trained once per test session at the tiny budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unreid.config import load_config
+from unreid.engine import train
+
+# The tests/engine/test_loop.py budget: 96x48 images, ResNet-18 from random init.
+TINY_RUN = [
+    "data.height=96",
+    "data.width=48",
+    "data.workers=0",
+    "data.holdout_ids=2",
+    "cluster.k1=10",
+    "cluster.k2=3",
+    "train.batch_size=32",
+    "train.num_instances=4",
+    "train.threads=2",
+]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like `unreid demo`: untrained evaluation, then 2 epochs evaluated on test and val."""
+    out = tmp_path_factory.mktemp("report_runs")
+    cfg = load_config(
+        "demo",
+        [
+            *TINY_RUN,
+            f"data.root={tiny_synthetic}",
+            f"out_dir={out}",
+            "name=demo_like",
+            "train.epochs=2",
+            "train.iters=2",
+            "eval.every=1",
+            "eval.at_start=true",
+        ],
+    )
+    summary = train(cfg, progress=False)
+    return Path(summary["run_dir"])
+
+
+@pytest.fixture(scope="session")
+def demo_report(demo_run: Path) -> tuple[Path, float]:
+    """The demo-like run's report, written once: (path, seconds it took to build)."""
+    import time
+
+    from unreid.report import write_report
+
+    started = time.perf_counter()
+    path = write_report(demo_run)
+    return path, time.perf_counter() - started
