@@ -238,3 +238,14 @@ def test_presets_hold_only_what_differs(preset):
             assert reference.get(key, object()) != value, (
                 f"{preset}: {key}={value!r} is the default"
             )
+
+
+def test_reference_presets_keep_the_4_gpu_batchnorm_statistics():
+    for preset in ("cluster_contrast/market1501", "hhcl/market1501", "cap/market1501",
+                   "csa_hps/market1501", "cluster_contrast/msmt17"):  # fmt: skip
+        assert load_config(preset).train.bn_group_size == 64, preset
+    assert load_config("spcl_uda/msmt17_to_market1501").train.bn_group_size == 16
+    assert load_config("cap/market1501_cap_only").train.bn_group_size == 0
+    assert load_config("demo").train.bn_group_size == 0
+    with pytest.raises(ConfigError, match=r"train\.bn_group_size=6: must hold whole identities"):
+        load_config("demo", ["train.bn_group_size=6"])

@@ -28,6 +28,7 @@ TINY_BUDGET = [
     "cluster.k1=10",
     "cluster.k2=3",
     "train.batch_size=32",
+    "train.bn_group_size=0",  # the preset's 64-image groups need its batch of 256
     "train.num_instances=4",
     "train.threads=2",
     "train.epochs=2",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -13,7 +14,9 @@ from tqdm import tqdm
 from unreid.data.image_dataset import ImageDataset
 from unreid.data.samples import Sample
 from unreid.data.transforms import test_transform
+from unreid.distributed import DistContext
 from unreid.faults import kill_point
+from unreid.precision import Precision
 
 
 @torch.no_grad()
@@ -27,8 +30,9 @@ def extract_features(
     device: torch.device | str = "cpu",
     desc: str = "extract",
     progress: bool = True,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> torch.Tensor:
-    """(N, D) float32 CPU tensor, in the order of `samples`."""
+    """(N, D) float32 CPU tensor, in the order of `samples` (forward under `autocast()`)."""
     if len(samples) == 0:
         raise ValueError(f"{desc}: no images to extract features from")
     loader = DataLoader(
@@ -42,7 +46,9 @@ def extract_features(
     model.eval()
     chunks = []
     for images, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
-        chunks.append(model(images.to(device, non_blocking=True)).float().cpu())
+        with autocast():
+            out = model(images.to(device, non_blocking=True))
+        chunks.append(out.float().cpu())
         kill_point("extract")
     model.train(was_training)
     return torch.cat(chunks)
@@ -64,11 +70,16 @@ class Extractor:
     workers: int = 2
     device: torch.device | str = "cpu"
     progress: bool = True
+    precision: Precision | None = None  # autocast for the forward (features stay fp32)
+    ctx: DistContext | None = None  # under DDP each rank extracts its shard, then all gather
 
     def __call__(self, model: nn.Module, samples: Sequence[Sample], desc: str) -> torch.Tensor:
-        return extract_features(
+        ctx = self.ctx
+        shard = ctx.shard(len(samples)) if ctx is not None else range(len(samples))
+        mine = samples[shard.start : shard.stop]
+        feats = extract_features(
             model,
-            samples,
+            mine,
             self.height,
             self.width,
             self.batch_size,
@@ -76,7 +87,11 @@ class Extractor:
             self.device,
             desc=desc,
             progress=self.progress,
+            autocast=self.precision.autocast if self.precision else nullcontext,
         )
+        if ctx is None or not ctx.distributed:
+            return feats
+        return ctx.all_gather_rows(feats.to(ctx.device), ctx.counts(len(samples))).cpu()
 
     def with_batch_size(self, batch_size: int) -> Extractor:
         return replace(self, batch_size=batch_size)

@@ -21,6 +21,8 @@ SELECT_BEST_ON = ("val", "test", "none")
 BAD_IMAGE_POLICIES = ("error", "skip")
 ERASING_FILLS = ("zero", "reference")
 ON_DEGENERATE = ("stop", "skip")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+BN_RUNNING_STATS = ("first", "mean")
 
 
 @dataclass
@@ -46,8 +48,21 @@ class DataConfig:
     # Random erasing writes 0 into the normalised tensor ("zero": the ImageNet mean
     # colour) or the ImageNet mean values themselves ("reference": Cluster Contrast's code).
     erasing_fill: str = "zero"
+    # Decode every training image once into a uint8 tensor at the training size (shared
+    # by the loader workers; refused above `decoded_cache_gb` GB), and augment whole
+    # batches on the device instead of per image with PIL (needs the decoded cache).
+    decoded_cache: bool = False
+    decoded_cache_gb: float = 8.0
+    device_augment: bool = False
 
     def __post_init__(self) -> None:
+        check_range("decoded_cache_gb", self.decoded_cache_gb, 0.0, low_open=True)
+        check(
+            "device_augment",
+            self.device_augment,
+            self.decoded_cache or not self.device_augment,
+            "needs data.decoded_cache=true (it augments the decoded uint8 batches)",
+        )
         check_choice("bad_images", self.bad_images, BAD_IMAGE_POLICIES)
         check_choice("erasing_fill", self.erasing_fill, ERASING_FILLS)
         check_range("height", self.height, 1)
@@ -165,6 +180,18 @@ class TrainConfig:
     ground_truth: bool = False
     extract_batch_size: int = 128
     threads: int = 0  # 0 = leave torch's default
+    # BatchNorm groups: the P×K batch is normalised in groups of this many images (whole
+    # identities), as DataParallel over batch/group GPUs did in the reference runs; 0 =
+    # the whole per-device batch. Running statistics: "first" group's (DataParallel) or
+    # the "mean" of the groups' updates.
+    bn_group_size: int = 0
+    bn_running_stats: str = "first"
+    # Mixed precision: "auto" = bf16 on GPUs that support it, fp16 (with a grad scaler)
+    # on older ones, off on CPU. Memories, losses and clustering stay fp32.
+    amp: str = "auto"
+    channels_last: bool = False
+    tf32: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1)
@@ -185,9 +212,19 @@ class TrainConfig:
         check_range("seed", self.seed, 0, 4_000_000)
         check_range("extract_batch_size", self.extract_batch_size, 1)
         check_range("threads", self.threads, 0)
+        check_range("bn_group_size", self.bn_group_size, 0)
+        check_choice("bn_running_stats", self.bn_running_stats, BN_RUNNING_STATS)
+        check_choice("amp", self.amp, AMP_MODES)
+        if self.bn_group_size:
+            check(
+                "bn_group_size",
+                self.bn_group_size,
+                self.bn_group_size % self.num_instances == 0,
+                f"must hold whole identities: a multiple of train.num_instances ({self.num_instances})",
+            )
 
     def ignored(self) -> dict[str, str]:
-        return {}
+        return {} if self.bn_group_size else {"bn_running_stats": "train.bn_group_size=0"}
 
 
 @dataclass

@@ -6,27 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tiny_runs import QUIET_RUN
 from unreid.checkpoint import load_checkpoint
 from unreid.config import load_config
 from unreid.engine import train
 from unreid.methods import list_methods
 
-TINY = [
-    "data.height=96",
-    "data.width=48",
-    "data.workers=0",
-    "data.holdout_ids=0",
-    "cluster.k1=10",
-    "cluster.k2=3",
-    "train.batch_size=32",
-    "train.num_instances=4",
-    "train.threads=2",
-    "train.iters=2",
-    "train.device=cpu",
-    "eval.every=10",
-    "eval.at_start=false",
-    "eval.select_best_on=none",
-]
+TINY = [*QUIET_RUN, "train.iters=2"]
 
 
 def method_overrides(method: str, source_root) -> list[str]:

@@ -13,26 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tiny_runs import QUIET_RUN
 from unreid.checkpoint import load_checkpoint
 
-TINY = [
-    "data.height=96",
-    "data.width=48",
-    "data.workers=0",
-    "data.holdout_ids=0",
-    "cluster.k1=10",
-    "cluster.k2=3",
-    "train.batch_size=32",
-    "train.num_instances=4",
-    "train.threads=2",
-    "train.iters=2",
-    "train.epochs=2",
-    "train.device=cpu",
-    "train.extract_batch_size=32",
-    "eval.every=10",
-    "eval.at_start=false",
-    "eval.select_best_on=none",
-]
+TINY = [*QUIET_RUN, "train.iters=2", "train.epochs=2", "train.extract_batch_size=32"]
 # (point, how many times it is reached in the run before the kill: drawn below)
 RANGES = {"extract": (1, 14), "cluster": (1, 2), "step": (1, 4), "checkpoint": (1, 2)}
 

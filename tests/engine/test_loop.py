@@ -8,23 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tiny_runs import TINY_RUN
 from unreid.checkpoint import load_checkpoint
 from unreid.config import load_config
+from unreid.distributed import DistContext
 from unreid.engine import train
 from unreid.engine.loop import cluster
 from unreid.methods import Method
-
-TINY_RUN = [
-    "data.height=96",
-    "data.width=48",
-    "data.workers=0",
-    "data.holdout_ids=2",
-    "cluster.k1=10",
-    "cluster.k2=3",
-    "train.batch_size=32",
-    "train.num_instances=4",
-    "train.threads=2",
-]
 
 
 def clustered(cfg, feats, samples):
@@ -33,7 +23,7 @@ def clustered(cfg, feats, samples):
 
     labelled = all(s.pid is not None for s in samples)
     data = SimpleNamespace(train=samples, true_ids=[s.pid for s in samples] if labelled else None)
-    return cluster(cfg, SimpleNamespace(method=Method()), 0, feats, data)
+    return cluster(cfg, SimpleNamespace(method=Method(), ctx=DistContext()), 0, feats, data)
 
 
 def tiny_config(root: Path, out: Path, *extra: str):

@@ -123,7 +123,9 @@ def test_tensorboard_scalars_follow_log_jsonl(tmp_path):
     run, state = tiny_run(), RunState()
     rec.start(run)
     labels = PseudoLabels(np.array([0, 0, 1, 1]))
-    rec.epoch(0, labels, {"cluster_nce": 2.5}, {"test": metrics(0.25)}, run, state, None, time.time())
+    rec.epoch(
+        0, labels, {"cluster_nce": 2.5}, {"test": metrics(0.25)}, run, state, None, time.time()
+    )
     rec.summary(state)
     events = EventAccumulator(str(rec.run_dir / "tensorboard"))
     events.Reload()

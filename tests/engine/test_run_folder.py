@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tiny_runs import QUIET_RUN
 from unreid.checkpoint import load_checkpoint
 from unreid.config import ConfigError, load_config
 from unreid.data.samples import DatasetLayoutError
@@ -17,22 +18,7 @@ from unreid.engine.loop import DegenerateClustering
 from unreid.engine.recorder import RunFolderError
 from unreid.engine.steps import TrainingDiverged
 
-TINY = [
-    "data.height=96",
-    "data.width=48",
-    "data.workers=0",
-    "data.holdout_ids=0",
-    "cluster.k1=10",
-    "cluster.k2=3",
-    "train.batch_size=32",
-    "train.num_instances=4",
-    "train.threads=2",
-    "train.iters=1",
-    "train.device=cpu",
-    "eval.every=10",
-    "eval.at_start=false",
-    "eval.select_best_on=none",
-]
+TINY = [*QUIET_RUN, "train.iters=1"]
 
 
 def config(root: Path, out: Path, *extra: str):
@@ -159,3 +145,12 @@ def test_select_best_on_val_without_a_validation_split_says_so(tiny_synthetic, t
     with caplog.at_level("WARNING", logger="unreid"):
         train(cfg, progress=False)
     assert "eval.select_best_on=val but there is no validation split" in caplog.text
+
+
+def test_bf16_autocast_runs_end_to_end_on_cpu(tiny_synthetic, tmp_path):
+    cfg = config(tiny_synthetic, tmp_path, "train.epochs=1", "train.amp=bf16", "eval.every=1")
+    summary = train(cfg, progress=False)
+    ckpt = load_checkpoint(tmp_path / "r" / "last.pth")
+    assert all(v.dtype in (torch.float32, torch.int64) for v in ckpt["model"].values())
+    assert ckpt["method"]["memory.bank"].dtype == torch.float32  # memories stay fp32
+    assert 0.0 < summary["final_test"]["mAP"] <= 1.0

@@ -6,13 +6,9 @@ import pytest
 import torch
 
 from unreid.config import load_config
-from unreid.engine.setup import (
-    RunState,
-    build_run,
-    load_training_data,
-    resolve_device,
-    seed_everything,
-)
+from unreid.distributed import DistContext
+from unreid.engine.setup import RunState, build_run, resolve_device, seed_everything
+from unreid.engine.training_data import load_training_data
 
 
 def test_resolve_device():
@@ -30,17 +26,6 @@ def test_seed_everything_replays_draws():
     assert torch.equal(a, torch.rand(3))
 
 
-def test_training_data_holds_out_identities(tiny_synthetic):
-    cfg = load_config("demo", [f"data.root={tiny_synthetic}", "data.holdout_ids=4"])
-    data = load_training_data(cfg)
-    held = {s.pid for s in data.val_query + data.val_gallery}
-    assert len(held) == 4 and not held & {s.pid for s in data.train}
-    assert data.eval_splits == ["test", "val"] and data.true_ids == [s.pid for s in data.train]
-    assert data.cameras.tolist() == [s.camera for s in data.train]
-    assert data.split("test") == (data.dataset.query, data.dataset.gallery)
-    assert data.source is None and len(data.images) == len(data.train)
-
-
 def test_build_run_and_restore(tiny_synthetic, tmp_path):
     from unreid.checkpoint import save_checkpoint
 
@@ -48,12 +33,12 @@ def test_build_run_and_restore(tiny_synthetic, tmp_path):
         "gcl_scl/demo", [f"data.root={tiny_synthetic}", "data.holdout_ids=0", "train.lr=0.01"]
     )
     data = load_training_data(cfg)
-    run = build_run(cfg, data, torch.device("cpu"))
+    run = build_run(cfg, data, DistContext())
     names = {id(p) for g in run.optimizer.param_groups for p in g["params"]}
     assert all(id(p) in names for p in run.method.gcl.parameters())  # method modules train too
     assert run.optimizer.param_groups[0]["lr"] == 0.01
     save_checkpoint(tmp_path / "c.pth", **run.state_dicts(), state=vars(RunState(3, 0.5, 2)))
-    again = build_run(cfg, data, torch.device("cpu"))
+    again = build_run(cfg, data, DistContext())
     assert again.restore(str(tmp_path / "c.pth")) == RunState(3, 0.5, 2)
     for k, v in run.model.state_dict().items():
         assert torch.equal(v, again.model.state_dict()[k])

@@ -37,7 +37,7 @@ def test_order_of_loss_step_update_and_mean_losses():
     steps = [(torch.randn(2, 4), torch.tensor([0, 1]), 0) for _ in range(3)]
     before = model.weight.detach().clone()
     labels, cameras = torch.tensor([5, 6]), torch.tensor([0, 1])
-    out = train_one_epoch(run, steps, 3, labels, cameras, torch.device("cpu"), "t", False)
+    out = train_one_epoch(run, steps, 3, labels, cameras, 0, False)
     assert method.calls == [
         "loss bank=0",
         "update",

@@ -6,21 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from tiny_runs import TINY_RUN
 from unreid.config import load_config
 from unreid.engine import train
 
 # The tests/engine/test_loop.py budget: 96x48 images, ResNet-18 from random init.
-TINY_RUN = [
-    "data.height=96",
-    "data.width=48",
-    "data.workers=0",
-    "data.holdout_ids=2",
-    "cluster.k1=10",
-    "cluster.k2=3",
-    "train.batch_size=32",
-    "train.num_instances=4",
-    "train.threads=2",
-]
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ the config layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,8 @@ class LoaderPlan:
     seed: int
     workers: int = 0
     pin_memory: bool = False
+    # Under DDP: each global P×K batch cut to this rank's share of whole identities.
+    split: Callable[[Iterable[list[int]]], Iterable[list[int]]] | None = None
 
 
 def pk_loader(
@@ -53,8 +55,9 @@ def pk_loader(
         seed=plan.seed + stream,
     )
     sampler.set_epoch(epoch)
+    batches = plan.split(sampler) if plan.split is not None else sampler
     return DataLoader(
-        images, batch_sampler=sampler, num_workers=plan.workers, pin_memory=plan.pin_memory
+        images, batch_sampler=batches, num_workers=plan.workers, pin_memory=plan.pin_memory
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ _SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
 # Stream tags keep the generators for different purposes independent.
 _IDENTITY, _TWIN, _LAYOUT, _CAMERA, _IMAGE, _DISTRACTOR, _SCENERY = range(1, 8)
 _PANORAMA = 8  # background panorama width, in crop widths
+
+
+Job = tuple[str, int, int, int]  # (split dir, pid, camera, index)
 
 
 @dataclass
@@ -261,7 +265,7 @@ def _query_cameras(counts: dict[int, int]) -> list[int]:
     return sorted(c for c in counts if c != anchor)
 
 
-def _jobs(cfg: SynthConfig) -> list[tuple[str, int, int, int]]:
+def plan_jobs(cfg: SynthConfig) -> list[Job]:
     """(split dir, pid, camera, index) for every image; index doubles as the frame number."""
     n_train = cfg.ids // 2
     jobs: list[tuple[str, int, int, int]] = []
@@ -313,25 +317,17 @@ def is_generated(out_dir: str | Path, cfg: SynthConfig) -> bool:
     return meta.get("complete") is True and meta.get("config") == want
 
 
-def generate_synthetic(
-    out_dir: str | Path, cfg: SynthConfig, progress: bool = False
-) -> dict[str, Any]:
-    """Write the set under `out_dir` (Market-1501 folders) and return its counts.
+def write_images(
+    out: Path, cfg: SynthConfig, jobs: Sequence[Job], cameras: Sequence[Any], progress: bool = False
+) -> int:
+    """Render and save `jobs` (from `plan_jobs`); any subset gives the same bytes per file.
 
-    `synthetic.json` is written first with `complete: false` and rewritten with
-    `complete: true` only after the last image, so an interrupted run is never
-    mistaken for a finished one.
+    Each image draws from its own seeded stream, and an identity is drawn once from
+    its own seed, so the serial generator and parallel workers write identical files.
     """
-    cfg.validate()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _prepare(out)
-    jobs = _jobs(cfg)
-    _write_meta(out, cfg, {}, complete=False)
-    cameras = [_camera(cfg, c) for c in range(cfg.cameras)]
     identities: dict[int, Identity] = {}
     qlo, qhi = cfg.jpeg_quality
-    it = jobs
+    it: Iterable[Job] = jobs
     if progress:
         from tqdm import tqdm
 
@@ -339,7 +335,7 @@ def generate_synthetic(
     for split, pid, cam, k in it:
         if pid == 0:
             rng = _rng(cfg, _DISTRACTOR, k)
-            rng.integers(cfg.cameras)  # the camera draw made in _jobs
+            rng.integers(cfg.cameras)  # the camera draw made in plan_jobs
             person = sample_identity(rng)
         else:
             if pid not in identities:
@@ -349,7 +345,27 @@ def generate_synthetic(
         img = _render(cfg, person, cameras[cam], rng)
         name = f"{pid:04d}_c{cam + 1}s1_{k + 1:06d}_00.jpg"
         quality = int(rng.integers(qlo, qhi + 1))
-        img.save(out / split / name, format="JPEG", quality=quality, optimize=False)
+        img.save(Path(out) / split / name, format="JPEG", quality=quality, optimize=False)
+    return len(jobs)
+
+
+def build_cameras(cfg: SynthConfig) -> list[Any]:
+    return [_camera(cfg, c) for c in range(cfg.cameras)]
+
+
+def start_output(out_dir: str | Path, cfg: SynthConfig) -> tuple[Path, list[Job]]:
+    """The folder prepared and marked incomplete, and the images to write."""
+    cfg.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _prepare(out)
+    jobs = plan_jobs(cfg)
+    _write_meta(out, cfg, {}, complete=False)
+    return out, jobs
+
+
+def finish_output(out: Path, cfg: SynthConfig, jobs: Sequence[Job]) -> dict[str, Any]:
+    """Mark the folder complete (only after the last image) and return its counts."""
     n_train = cfg.ids // 2
     counts: dict[str, Any] = {
         "train_ids": n_train,
@@ -362,3 +378,17 @@ def generate_synthetic(
     }
     _write_meta(out, cfg, counts, complete=True)
     return counts
+
+
+def generate_synthetic(
+    out_dir: str | Path, cfg: SynthConfig, progress: bool = False
+) -> dict[str, Any]:
+    """Write the set under `out_dir` (Market-1501 folders) and return its counts.
+
+    `synthetic.json` is written first with `complete: false` and rewritten with
+    `complete: true` only after the last image, so an interrupted run is never
+    mistaken for a finished one.
+    """
+    out, jobs = start_output(out_dir, cfg)
+    write_images(out, cfg, jobs, build_cameras(cfg), progress)
+    return finish_output(out, cfg, jobs)

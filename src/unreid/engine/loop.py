@@ -17,17 +17,12 @@ import torch
 
 from unreid.config import Config
 from unreid.data.epoch_batches import LoaderPlan, epoch_batches
+from unreid.distributed import DistContext, RankBatches
 from unreid.engine.evaluate import evaluate_model
 from unreid.engine.recorder import RunRecorder
-from unreid.engine.setup import (
-    TrainingData,
-    TrainingRun,
-    build_run,
-    load_training_data,
-    resolve_device,
-    seed_everything,
-)
+from unreid.engine.setup import TrainingRun, build_run, resolve_device, seed_everything
 from unreid.engine.steps import train_one_epoch
+from unreid.engine.training_data import TrainingData, load_training_data
 from unreid.faults import kill_point
 from unreid.features import Extractor
 from unreid.models.dsbn import ALL_ROWS, source_rows
@@ -47,19 +42,25 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train `cfg.method` unsupervised on `cfg.data`; returns a summary of the run."""
+    """Train `cfg.method` unsupervised on `cfg.data`; returns a summary of the run.
+
+    Launched by torchrun, every rank runs this same loop on its share of each
+    batch (`train.batch_size` stays the global batch); rank 0 clusters and writes.
+    """
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
-    recorder = RunRecorder(cfg, resume, overwrite)  # refuses to clobber another run
-    data = load_training_data(cfg, progress)
-    run = build_run(cfg, data, device)
+    ctx = DistContext.from_env(resolve_device(cfg.train.device))
+    recorder = RunRecorder(cfg, resume, overwrite, main=ctx.is_main())  # never clobbers a run
+    data = load_training_data(cfg, progress and ctx.is_main())
+    run = build_run(cfg, data, ctx)
     state = recorder.start(run)  # restores the checkpoint when resuming
-    d, t = cfg.data, cfg.train
-    extract = Extractor(d.height, d.width, t.extract_batch_size, d.workers, device, progress)
+    d, t, show = cfg.data, cfg.train, progress and ctx.is_main()
+    extract = Extractor(
+        d.height, d.width, t.extract_batch_size, d.workers, ctx.device, show, run.precision, ctx
+    )
     evaluate = extract.with_batch_size(cfg.eval.batch_size)
-    plan = LoaderPlan(t.num_instances, t.iters, t.seed, d.workers, device.type == "cuda")
+    plan = loader_plan(cfg, ctx)
 
     def metrics(split: str):
         return evaluate_model(run.model, *data.split(split), evaluate, rerank=cfg.eval.rerank)
@@ -79,13 +80,14 @@ def train(
         losses: dict[str, float] = {}
         if usable(cfg, labels, epoch):  # a degenerate clustering stops or skips the epoch
             # 3. memories from this epoch's clusters (and, adapting, the source classes)
-            start_memories(run, epoch, features.to(device), labels, data, extract)
+            start_memories(run, epoch, features.to(ctx.device), labels, data, extract)
             # 4. a fixed number of P×K steps over the clustered images (adapting: half source)
             steps, label_of, camera_of = epoch_batches(
                 data.images, labels.labels, data.cameras, data.source, t.batch_size, plan, epoch
             )
+            augment = (data.augment, augment_generator(cfg, ctx, epoch)) if data.augment else ()
             losses = train_one_epoch(
-                run, steps, t.iters, label_of, camera_of, device, epoch, progress
+                run, steps, t.iters, label_of, camera_of, epoch, show, *augment
             )
         run.next_epoch()
         # 5. evaluation every `eval.every` epochs and after the last; 6. record, checkpoint
@@ -95,17 +97,38 @@ def train(
     return recorder.summary(state)
 
 
+def loader_plan(cfg: Config, ctx: DistContext) -> LoaderPlan:
+    t, d = cfg.train, cfg.data
+    split = (
+        (lambda batches: RankBatches(batches, ctx, t.num_instances)) if ctx.distributed else None
+    )
+    return LoaderPlan(t.num_instances, t.iters, t.seed, d.workers, ctx.device.type == "cuda", split)
+
+
+def augment_generator(cfg: Config, ctx: DistContext, epoch: int) -> torch.Generator:
+    """Batch augmentation's draws: per epoch (exact resume), the same on every rank (each
+    applies its rows of the global batch's draws)."""
+    where = ctx.device if cfg.data.device_augment else torch.device("cpu")
+    return torch.Generator(where).manual_seed(cfg.train.seed * 1000 + epoch)
+
+
 def cluster(
     cfg: Config, run: TrainingRun, epoch: int, features: torch.Tensor, data: TrainingData
 ) -> PseudoLabels:
-    """This epoch's pseudo labels, from the features the method wants clustered."""
+    """This epoch's pseudo labels, from the features the method wants clustered.
+
+    Every rank computes the method's view (it may keep state for `start_epoch`);
+    rank 0 clusters and the others receive its labels.
+    """
     to_cluster = run.method.clustering_features(epoch, features, data.train)
-    name = "ground_truth" if cfg.train.ground_truth else cfg.cluster.method
-    labels = make_pseudo_labels(
-        name, to_cluster, cfg.cluster, seed=cfg.train.seed, true_ids=data.true_ids
-    )
+    labels = None
+    if run.ctx.is_main():
+        name = "ground_truth" if cfg.train.ground_truth else cfg.cluster.method
+        labels = make_pseudo_labels(
+            name, to_cluster, cfg.cluster, seed=cfg.train.seed, true_ids=data.true_ids
+        )
     kill_point("cluster")
-    return labels
+    return run.ctx.broadcast_object(labels)
 
 
 def usable(cfg: Config, labels: PseudoLabels, epoch: int) -> bool:

@@ -62,8 +62,15 @@ class RunRecorder:
     that holds a run is refused unless the run is resumed or `overwrite` says so.
     """
 
-    def __init__(self, cfg: Config, resume: str | Path | None = None, overwrite: bool = False):
+    def __init__(
+        self,
+        cfg: Config,
+        resume: str | Path | None = None,
+        overwrite: bool = False,
+        main: bool = True,
+    ) -> None:
         self.cfg = cfg
+        self.main = main  # under DDP only rank 0 writes; every rank restores
         self.run_dir = Path(cfg.out_dir) / cfg.name
         self.log_path = self.run_dir / "log.jsonl"
         self.checkpoint: Path | None = None
@@ -87,9 +94,6 @@ class RunRecorder:
 
     def start(self, run: TrainingRun) -> RunState:
         """Claim the folder: clear stale temp files, restore or replace, write config.yaml."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.run_dir.glob(f"*{TMP_SUFFIX}"):
-            stale.unlink()  # a checkpoint write that was killed: its complete twin is intact
         state = RunState()
         if self.checkpoint is not None:
             saved = config_from_dict(
@@ -97,6 +101,12 @@ class RunRecorder:
             )
             refuse_changes(saved, self.cfg, str(self.checkpoint))
             state = run.restore(self.checkpoint)
+        if not self.main:
+            return state
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.run_dir.glob(f"*{TMP_SUFFIX}"):
+            stale.unlink()  # a checkpoint write that was killed: its complete twin is intact
+        if self.checkpoint is not None:
             self._keep_records(lambda r: r.get("epoch", 0) <= state.epoch)
         elif self.resumed or self.overwrite:  # nothing to continue from: start afresh
             for name in RUN_FILES:
@@ -115,12 +125,16 @@ class RunRecorder:
         self.log_path.write_text("".join(x + "\n" for x in kept))
 
     def write(self, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
         with open(self.log_path, "a") as f:
             f.write(json.dumps(finite(record), allow_nan=False) + "\n")
         if self.tensorboard is not None:
             self.tensorboard.epoch(record)
 
     def untrained(self, m: RankingMetrics) -> None:
+        if not self.main:
+            return
         log.info("epoch 0 (untrained)%s", _fmt("test ", m))
         self.write({"epoch": 0, "test": metrics_record(m)})
 
@@ -163,11 +177,13 @@ class RunRecorder:
         }
         # The record first: a crash before the checkpoint leaves a line that a resume
         # drops (it is past the checkpoint's epoch), never a checkpoint with no line.
+        self.last = metrics
+        if not self.main:
+            return
         self.write(record)
         save_checkpoint(self.run_dir / "last.pth", **ckpt)
         if improved:
             save_checkpoint(self.run_dir / "best.pth", **ckpt)
-        self.last = metrics
         quality = record.get("pseudo_label_quality")
         log.info(
             "epoch %d/%d | clusters %d | outliers %d (%.1f%%)%s | loss %.3f%s%s | %.0fs",
@@ -188,6 +204,8 @@ class RunRecorder:
 
         Overwritten every epoch (the report shows the last), written atomically.
         """
+        if not self.main:
+            return
         payload = {
             "epoch": epoch + 1,
             "paths": [s.path for s in samples],

@@ -1,22 +1,30 @@
 """One epoch of optimisation steps: forward, named losses, step, then the memory update.
 
-The memory update comes after `optimizer.step()` and reads detached
+The memory update comes after the optimizer step and reads detached
 features, so the loss always saw the bank as it was before this batch, as
-the reference implementations' in-backward updates do.
+the reference implementations' in-backward updates do. Under DDP every rank
+then gathers the whole step's features and targets, in the order one process
+would hold them, so all ranks make the same update and their memories stay
+identical.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 
 import torch
 from tqdm import tqdm
 
+from unreid.data.device_augment import AugmentParams, DeviceAugment
+from unreid.distributed import DistContext
 from unreid.engine.setup import TrainingRun
 from unreid.faults import kill_point
 from unreid.methods import Batch
+from unreid.models.bn_groups import bn_groups
 from unreid.models.dsbn import source_rows
+from unreid.precision import to_device
 
 
 class TrainingDiverged(RuntimeError):
@@ -29,49 +37,96 @@ def train_one_epoch(
     num_steps: int,
     labels: torch.Tensor,
     cameras: torch.Tensor,
-    device: torch.device,
     epoch: int,
     progress: bool,
+    augment: DeviceAugment | None = None,
+    generator: torch.Generator | None = None,
 ) -> dict[str, float]:
     """One pass over `steps` of (images, indexes, source_count); labels/cameras by index.
 
-    Returns the mean of every named loss term over the epoch. A non-finite loss
-    stops the epoch before its step, so no NaN reaches the weights, the memories or
-    a checkpoint.
+    Returns the mean of every named loss term over the epoch (over all ranks). A
+    non-finite loss stops the epoch before its step, so no NaN reaches the
+    weights, the memories or a checkpoint. `augment` turns decoded uint8 batches
+    into training batches (on the device when `generator` lives there).
     """
-    desc = f"train {epoch + 1}"
-    model, method, optimizer = run.model, run.method, run.optimizer
+    model, method, optimizer, ctx = run.model, run.method, run.optimizer, run.ctx
+    device = ctx.device
     model.train()
     method.train()
     totals: dict[str, float] = {}
-    bar = tqdm(steps, total=num_steps, desc=desc, leave=False, disable=not progress)
-    for iteration, (images, indexes, source_count) in enumerate(bar, start=1):
-        with source_rows(model, source_count):  # domain-specific BN, if any
-            features = model(images.to(device, non_blocking=True))
-        batch = Batch(
-            features=features,
-            targets=labels[indexes].to(device),
-            cameras=cameras[indexes].to(device),
-            indexes=indexes.to(device),
-            source_count=source_count,
-        )
-        losses = method.losses(batch)
-        values = {name: value.item() for name, value in losses.items()}
-        if not all(math.isfinite(v) for v in values.values()):
-            terms = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-            raise TrainingDiverged(
-                f"epoch {epoch + 1}, iteration {iteration}: the loss is not finite ({terms}); "
-                "stopped before this step, nothing of this epoch was saved and the last "
-                "checkpoint is intact. Lower train.lr or check the data."
+    bar = tqdm(steps, total=num_steps, desc=f"train {epoch + 1}", leave=False, disable=not progress)
+    groups = bn_groups(model, run.bn_group_size, run.bn_running_stats, run.num_instances)
+    with groups:
+        for iteration, (images, indexes, source_count) in enumerate(bar, start=1):
+            if augment is not None:  # decoded uint8 batches, augmented where the generator is
+                images = augmented(augment, images, generator, ctx, source_count)
+            x = to_device(images, device, run.channels_last)
+            with source_rows(model, source_count):  # domain-specific BN, if any
+                features = run.precision.forward(run.runner, x)
+            batch = Batch(
+                features=features,
+                targets=labels[indexes].to(device),
+                cameras=cameras[indexes].to(device),
+                indexes=indexes.to(device),
+                source_count=source_count,
             )
-        loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        kill_point("step")
-        batch.features = batch.features.detach()
-        method.update_memories(batch)  # explicit, after the step: the loss saw the old bank
-        for name, value in values.items():
-            totals[name] = totals.get(name, 0.0) + value
-        bar.set_postfix(loss=f"{sum(values.values()):.3f}")
+            losses = method.losses(batch)
+            values = ctx.mean_values({name: value.item() for name, value in losses.items()})
+            if not all(math.isfinite(v) for v in values.values()):
+                terms = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+                raise TrainingDiverged(
+                    f"epoch {epoch + 1}, iteration {iteration}: the loss is not finite ({terms}); "
+                    "stopped before this step, nothing of this epoch was saved and the last "
+                    "checkpoint is intact. Lower train.lr or check the data."
+                )
+            run.precision.backward_step(
+                sum(losses.values()),
+                optimizer,
+                before_step=lambda: ctx.average_gradients(method.parameters()),
+            )
+            kill_point("step")
+            # explicit, after the step (the loss saw the old bank), on the whole step's batch
+            method.update_memories(gathered(run, batch))
+            for name, value in values.items():
+                totals[name] = totals.get(name, 0.0) + value
+            bar.set_postfix(loss=f"{sum(values.values()):.3f}")
     return {name: total / num_steps for name, total in totals.items()}
+
+
+def augmented(
+    augment: DeviceAugment,
+    images: torch.Tensor,
+    generator: torch.Generator,
+    ctx: DistContext,
+    source_count: int,
+) -> torch.Tensor:
+    """This rank's rows of the whole step's augmentation draws.
+
+    Every rank draws the global batch's parameters from the same generator and
+    applies its own rows (source rows of all ranks come first, as gathered), so
+    the images each rank trains on are those one process would: DDP equals a
+    single process here, augmentations included.
+    """
+    n, s, world, rank = images.shape[0], source_count, ctx.world_size, ctx.rank
+    rows = torch.cat([rank * s + torch.arange(s), s * world + rank * (n - s) + torch.arange(n - s)])
+    params = augment.draw(n * world, generator, generator.device)
+    rows = rows.to(generator.device)
+    mine = AugmentParams(*(getattr(params, f.name)[rows] for f in dataclasses.fields(params)))
+    return augment.apply(images.to(generator.device), mine)
+
+
+def gathered(run: TrainingRun, batch: Batch) -> Batch:
+    """The step's batch as one process holds it: detached, every rank's rows in order.
+
+    Alone, the batch itself (its `extras` kept for the update). Under DDP the
+    rows of all ranks; `extras` are per-rank and dropped, so methods recompute
+    what they need from the gathered rows.
+    """
+    if not run.ctx.distributed:
+        batch.features = batch.features.detach()
+        return batch
+    (x, y, cams, idx), sources = run.ctx.all_gather_batch(
+        batch.features, batch.targets, batch.cameras, batch.indexes,
+        source_count=batch.source_count,
+    )  # fmt: skip
+    return Batch(x, y, cams, idx, source_count=sources)

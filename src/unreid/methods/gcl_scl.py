@@ -136,7 +136,6 @@ class GCLSCL(Method):
                 g.update, 2 * feature_dim, g.momentum, **options
             )
         self._refined: tuple[int, torch.Tensor] | None = None  # (epoch, v^) of the epoch
-        self._selection: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def relation_aware(self, epoch: int, features: torch.Tensor, order: np.ndarray) -> torch.Tensor:
         """v^ of every training image: GCL over graphs of ``graph_size`` in ``order``."""
@@ -170,10 +169,12 @@ class GCLSCL(Method):
         self._refined = None
 
     def _loss(
-        self, key: str, memory: ClusterMemory, x: torch.Tensor, y: torch.Tensor
+        self, key: str, memory: ClusterMemory, x: torch.Tensor, y: torch.Tensor, extras: dict
     ) -> torch.Tensor:
         positions, ranks = memory.select(x.detach(), y)
-        self._selection[key] = (positions, ranks)
+        # the update after the step applies the very selection the loss used (random draws
+        # included); a batch without it (e.g. gathered from several ranks) selects afresh
+        extras[f"{key}_positions"], extras[f"{key}_ranks"] = positions, ranks
         if self.cfg.loss == "all":
             return cluster_nce(x, y, memory.bank, self.cfg.temperature)
         return selective_nce(
@@ -181,30 +182,34 @@ class GCLSCL(Method):
         )
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x, y = batch.features, batch.targets
-        self._selection = {}
-        out = {"scl": self._loss("raw", self.memory, x, y)}
+        x, y, extras = batch.features, batch.targets, batch.extras
+        out = {"scl": self._loss("raw", self.memory, x, y, extras)}
         if self.gcl is not None and self.refined_memory is not None:
             x_hat = self.gcl(x)  # the batch is one graph (Eq. 5), train-mode BatchNorm
-            batch.extras["x_hat"] = x_hat
-            out["scl_refined"] = self.cfg.lam * self._loss("refined", self.refined_memory, x_hat, y)
+            extras["x_hat"] = x_hat
+            refined = self._loss("refined", self.refined_memory, x_hat, y, extras)
+            out["scl_refined"] = self.cfg.lam * refined
         return out
 
     @torch.no_grad()
     def update_memories(self, batch: Batch) -> None:
         x, y = batch.features, batch.targets
-        self._update("raw", self.memory, x, y)
+        self._update("raw", self.memory, x, y, batch.extras)
         if self.refined_memory is not None:
             x_hat = batch.extras.get("x_hat")
             if x_hat is None:
                 assert self.gcl is not None
                 x_hat = self.gcl(x)
-            self._update("refined", self.refined_memory, x_hat.detach(), y)
-        self._selection = {}
+            self._update("refined", self.refined_memory, x_hat.detach(), y, batch.extras)
 
-    def _update(self, key: str, memory: ClusterMemory, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _update(
+        self, key: str, memory: ClusterMemory, x: torch.Tensor, y: torch.Tensor, extras: dict
+    ) -> None:
         # the selection the loss used (the bank has not moved since); fresh if none
-        positions, ranks = self._selection.get(key) or memory.select(x, y)
+        if f"{key}_positions" in extras:
+            positions, ranks = extras[f"{key}_positions"], extras[f"{key}_ranks"]
+        else:
+            positions, ranks = memory.select(x, y)
         memory.update_selected(x, y, positions, ranks)
 
 

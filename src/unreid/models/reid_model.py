@@ -71,7 +71,8 @@ class ReidModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.pool(self.feature_map(x)).flatten(1)
-        return F.normalize(self.neck(pooled), dim=1)
+        # unit length in fp32 even under autocast: clustering checks norms to 1e-3
+        return F.normalize(self.neck(pooled).float(), dim=1)
 
 
 def build_model(cfg: ModelConfig) -> ReidModel:
