@@ -154,3 +154,26 @@ def test_bf16_autocast_runs_end_to_end_on_cpu(tiny_synthetic, tmp_path):
     assert all(v.dtype in (torch.float32, torch.int64) for v in ckpt["model"].values())
     assert ckpt["method"]["memory.bank"].dtype == torch.float32  # memories stay fp32
     assert 0.0 < summary["final_test"]["mAP"] <= 1.0
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_a_corrupt_gallery_image_is_found_before_training(policy, tiny_synthetic, tmp_path, caplog):
+    import shutil
+
+    from unreid.data.image_check import BadImagesError
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, root)
+    gallery = sorted((root / "bounding_box_test").glob("*.jpg"))
+    bad = gallery[5]
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
+    cfg = config(root, tmp_path, "train.epochs=1", f"data.bad_images={policy}")
+    if policy == "error":
+        with pytest.raises(BadImagesError, match=bad.name):
+            train(cfg, progress=False)
+        assert not (tmp_path / "r").exists()  # nothing written, nothing trained
+        return
+    with caplog.at_level("WARNING", logger="unreid"):
+        summary = train(cfg, progress=False)
+    assert "gallery split: skipped 1 unreadable images" in caplog.text
+    assert summary["final_test"] is not None  # the final evaluation ran without it
