@@ -94,3 +94,40 @@ def test_two_ranks_equal_one_process_with_bn_groups(method, tiny_synthetic, tmp_
             else:
                 assert torch.equal(got, value), f"{part}.{key}"
     assert (tmp_path / "ddp" / "last.pth").is_file()  # rank 0 wrote the run folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["cap", "csa_hps", "gcl_scl", "spcl_uda"])
+def test_every_other_method_trains_under_two_ranks(
+    method, tiny_synthetic, tiny_synthetic_b, tmp_path
+):
+    """Methods with batch-level extras or a source domain run under DDP; ranks stay identical."""
+    target = tiny_synthetic_b if method == "spcl_uda" else tiny_synthetic
+    extra = {
+        "cap": ["cap.inter_start_epoch=0"],
+        "spcl_uda": [
+            "data.source=synthetic",
+            f"data.source_root={tiny_synthetic}",
+            "model.dsbn=true",
+        ],
+    }.get(method, [])
+    args = [
+        *TINY,
+        f"data.root={target}",
+        f"method={method}",
+        *extra,
+        f"out_dir={tmp_path}",
+        "name=ddp",
+    ]
+    out = tmp_path / "states"
+    out.mkdir()
+    mp.start_processes(
+        rank_main, args=(free_port(), args, out), nprocs=WORLD, join=True, start_method="fork"
+    )
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    for part in ("model", "method"):
+        for key, value in ranks[0][part].items():
+            if "running" in key or "num_batches" in key:
+                continue  # BatchNorm statistics follow each rank's share (DDP keeps rank 0's)
+            assert torch.equal(value, ranks[1][part][key]), f"{part}.{key}"
+    assert (tmp_path / "ddp" / "last.pth").is_file()
