@@ -159,9 +159,11 @@ def test_every_method_section_rejects_a_bad_choice_at_load_time():
         "cluster_contrast": "cluster_contrast.memory_update=hardest",
         "cap": "cap.inter_positives=some",
         "spcl_uda": "spcl_uda.source_centroids=keep",
+        "spcl": "spcl.cluster_on=fresh",
         "gcl_scl": "gcl_scl.update=top",
         "csa_hps": "csa_hps.init=attention",
         "hhcl": "hhcl.form=both",
+        "ice": "ice.form=released",
     }
     from unreid.methods import list_methods
 
@@ -238,6 +240,62 @@ def test_presets_hold_only_what_differs(preset):
             assert reference.get(key, object()) != value, (
                 f"{preset}: {key}={value!r} is the default"
             )
+
+
+def test_cap_alone_presets_carry_the_authors_recipe():
+    only = load_config("cap/market1501_cap_only")
+    t = only.train
+    assert (t.warmup_epochs, t.warmup_factor, t.step_size, t.gamma, t.epochs) == (
+        10,
+        0.01,
+        20,
+        0.1,
+        50,
+    )
+    assert (t.sampler, t.epoch_length, t.batch_size, t.num_instances) == (
+        "proxy_balanced",
+        "one_pass",
+        32,
+        4,
+    )
+    assert "train.iters" in only.ignored()  # one pass per epoch, not a fixed count
+    demo = load_config("cap/demo_cap_only")
+    assert demo.cap.cluster_weight == 0 and demo.cap.inter_start_epoch == 2
+    assert (demo.train.sampler, demo.train.warmup_epochs, demo.train.warmup_factor) == (
+        "proxy_balanced",
+        2,
+        0.01,
+    )
+    assert (demo.train.epoch_length, demo.train.iters, demo.train.epochs) == ("iters", 30, 8)
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("train.sampler=random", r"train\.sampler='random': must be one of pk, proxy_balanced"),
+        ("train.warmup_epochs=1.5", r"train\.warmup_epochs expects int"),
+        (
+            "train.epoch_length=epochs",
+            r"train\.epoch_length='epochs': must be one of iters, one_pass",
+        ),
+        ("train.warmup_epochs=-2", r"train\.warmup_epochs=-2: must be >= 0"),
+        ("train.warmup_factor=0", r"train\.warmup_factor=0\.0: must be in \(0\.0, 1\.0\]"),
+    ],
+)
+def test_bad_schedule_and_sampler_values_name_key_expected_and_found(override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(None, [override])
+
+
+def test_schedule_and_epoch_keys_ignored_by_the_mode(caplog, tmp_path: Path):
+    with caplog.at_level("WARNING", logger="unreid"):
+        cfg = load_config(None, ["train.warmup_factor=0.1", "train.epoch_length=one_pass",
+                                 "train.iters=50"])  # fmt: skip
+    assert "train.warmup_factor=0.1 is ignored (train.warmup_epochs=0)" in caplog.text
+    assert "train.iters=50 is ignored (train.epoch_length=one_pass)" in caplog.text
+    saved = cfg.to_dict()["train"]
+    assert "iters" not in saved and "warmup_factor" not in saved
+    assert saved["epoch_length"] == "one_pass" and saved["warmup_epochs"] == 0
 
 
 def test_reference_presets_keep_the_4_gpu_batchnorm_statistics():

@@ -22,6 +22,11 @@ from unreid.settings import ClusterConfig, DataConfig, EvalConfig, ModelConfig, 
         (TrainConfig, {"batch_size": 10, "num_instances": 4}, "batch_size"),
         (TrainConfig, {"lr": -1.0}, "lr"),
         (TrainConfig, {"step_size": 0}, "step_size"),
+        (TrainConfig, {"warmup_epochs": -1}, "warmup_epochs"),
+        (TrainConfig, {"warmup_factor": 0.0}, "warmup_factor"),
+        (TrainConfig, {"warmup_factor": 1.5}, "warmup_factor"),
+        (TrainConfig, {"sampler": "random"}, "sampler"),
+        (TrainConfig, {"epoch_length": "epochs"}, "epoch_length"),
         (EvalConfig, {"select_best_on": "best"}, "select_best_on"),
     ],
 )
@@ -44,3 +49,9 @@ def test_cluster_keys_ignored_by_the_mode():
     assert {"k1", "eps", "knn"} <= set(infomap) and "infomap_k" not in infomap
     assert "ivf_nprobe" not in ClusterConfig(knn="ivf").ignored()
     assert DataConfig().ignored() == {"source_root": "no data.source is set"}
+
+
+def test_train_keys_ignored_by_the_mode():
+    assert set(TrainConfig().ignored()) == {"bn_running_stats", "warmup_factor"}
+    on = TrainConfig(warmup_epochs=10, bn_group_size=64, epoch_length="one_pass")
+    assert on.ignored() == {"iters": "train.epoch_length=one_pass"}

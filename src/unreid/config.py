@@ -125,7 +125,7 @@ class Config:
             ("cluster.method", self.cluster.method in CLUSTERERS, _names("", CLUSTERERS)),
             (
                 "data.source",
-                bool(self.data.source) == needs_source,
+                needs_source is None or bool(self.data.source) == needs_source,
                 "must name a labelled source dataset exactly when the method adapts domains "
                 f"(method={self.method!r})",
             ),
@@ -146,6 +146,8 @@ class Config:
                 "domain adaptation: half source, half target",
             ),
         ]
+        run_checks = getattr(self.method_cfg, "run_checks", None)  # the method's cross-checks
+        checks += run_checks(self) if run_checks is not None else []
         for key, ok, message in checks:
             if not ok:
                 raise ConfigError(f"{key}={_get(self, key)!r}: {message}")

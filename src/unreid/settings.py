@@ -23,6 +23,9 @@ ERASING_FILLS = ("zero", "reference")
 ON_DEGENERATE = ("stop", "skip")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 BN_RUNNING_STATS = ("first", "mean")
+# Batch samplers (data/epoch_batches.py maps each name to its class) and epoch lengths.
+SAMPLERS = ("pk", "proxy_balanced")
+EPOCH_LENGTHS = ("iters", "one_pass")
 
 
 @dataclass
@@ -174,6 +177,17 @@ class TrainConfig:
     weight_decay: float = 5e-4
     step_size: int = 20
     gamma: float = 0.1
+    # Linear warm-up before the step decay (CAP's recipe: 10 epochs from 0.01x): epoch e
+    # < warmup_epochs trains at lr x (f + (1 - f) e / warmup_epochs), f = warmup_factor,
+    # times the step decay; 0 = off (the plain step schedule).
+    warmup_epochs: int = 0
+    warmup_factor: float = 0.01
+    # Batches: "pk" (P pseudo identities x K, partners preferring other cameras) or
+    # "proxy_balanced" (CAP's: P camera-aware proxies, i.e. (cluster, camera) pairs, x K).
+    sampler: str = "pk"
+    # Steps per epoch: "iters" (a fixed train.iters) or "one_pass" (CAP's epoch: this
+    # epoch's clustered images // batch size, so one pass over the data in images).
+    epoch_length: str = "iters"
     seed: int = 1
     device: str = "auto"
     # Train on the true identities instead of pseudo labels (an upper bound).
@@ -208,6 +222,10 @@ class TrainConfig:
         check_range("weight_decay", self.weight_decay, 0)
         check_range("step_size", self.step_size, 1)
         check_range("gamma", self.gamma, 0, low_open=True)
+        check_range("warmup_epochs", self.warmup_epochs, 0)
+        check_range("warmup_factor", self.warmup_factor, 0.0, 1.0, low_open=True)
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("epoch_length", self.epoch_length, EPOCH_LENGTHS)
         # numpy seeds are 32-bit and each epoch reseeds with seed * 1000 + epoch
         check_range("seed", self.seed, 0, 4_000_000)
         check_range("extract_batch_size", self.extract_batch_size, 1)
@@ -224,7 +242,14 @@ class TrainConfig:
             )
 
     def ignored(self) -> dict[str, str]:
-        return {} if self.bn_group_size else {"bn_running_stats": "train.bn_group_size=0"}
+        out: dict[str, str] = {}
+        if not self.bn_group_size:
+            out["bn_running_stats"] = "train.bn_group_size=0"
+        if not self.warmup_epochs:
+            out["warmup_factor"] = "train.warmup_epochs=0"
+        if self.epoch_length == "one_pass":
+            out["iters"] = "train.epoch_length=one_pass"
+        return out
 
 
 @dataclass

@@ -1,16 +1,27 @@
-"""One epoch's steps: the sampler streams (seed, seed + 1 for the source, set_epoch) and the
-label and camera tables, source first, that the steps index into."""
+"""One epoch's steps: the sampler streams (seed, seed + 1 for the source, set_epoch), the
+label and camera tables, source first, that the steps index into, and the plan's sampler
+and epoch length."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import Dataset
 
-from unreid.data.epoch_batches import SOURCE_STREAM, LoaderPlan, epoch_batches, pk_loader
+from unreid.data.epoch_batches import (
+    SAMPLERS,
+    SOURCE_STREAM,
+    LoaderPlan,
+    epoch_batches,
+    pk_loader,
+)
+from unreid.data.proxy_sampler import ProxyBalancedSampler
 from unreid.data.samplers import PKSampler
 from unreid.data.samples import Sample
 from unreid.data.source_domain import SourceDomain
+from unreid.settings import EPOCH_LENGTHS
+from unreid.settings import SAMPLERS as SETTING_CHOICES
 
 PLAN = LoaderPlan(num_instances=2, iters=5, seed=7, workers=0, pin_memory=False)
 
@@ -112,3 +123,47 @@ def test_same_epoch_replays_and_next_epoch_differs() -> None:
 
     assert draw(4) == draw(4)
     assert draw(4) != draw(5)
+
+
+# ------------------------------------------------ the sampler and epoch length of the plan
+def test_plan_samplers_are_the_settings_choices() -> None:
+    assert tuple(SAMPLERS) == SETTING_CHOICES and EPOCH_LENGTHS == ("iters", "one_pass")
+    plan = LoaderPlan(2, 5, seed=7, sampler="proxy_balanced")
+    loader = pk_loader(IndexImages(10), TARGET_LABELS, TARGET_CAMERAS, 4, plan, epoch=1)
+    sampler = loader.batch_sampler
+    assert isinstance(sampler, ProxyBalancedSampler)
+    assert (sampler.seed, sampler.epoch, len(sampler)) == (7, 1, 5)
+    for _, indexes in loader:  # 2 proxies x 2 images, each one (cluster, camera) pair
+        for pair in indexes.view(-1, 2).tolist():
+            assert len({(TARGET_LABELS[i], int(TARGET_CAMERAS[i])) for i in pair}) == 1
+
+
+def test_one_pass_is_the_clustered_images_in_whole_batches_every_epoch() -> None:
+    plan = LoaderPlan(2, 5, seed=7, epoch_length="one_pass")
+    assert plan.steps(TARGET_LABELS, 4) == 2  # 9 clustered images // 4
+    assert plan.steps([0, 0, -1, -1], 4) == 1  # fewer than a batch: still one step
+    assert LoaderPlan(2, 5, seed=7).steps(TARGET_LABELS, 4) == 5  # iters: fixed
+    steps, _, _ = epoch_batches(
+        IndexImages(10), TARGET_LABELS, TARGET_CAMERAS, None, 4, plan, epoch=0
+    )
+    assert len(steps) == 2 and len(list(steps)) == 2
+    fewer = np.where(np.arange(10) < 4, -1, TARGET_LABELS)  # next epoch, more outliers
+    steps, _, _ = epoch_batches(IndexImages(10), fewer, TARGET_CAMERAS, None, 4, plan, epoch=1)
+    assert len(steps) == len(list(steps)) == 1
+
+
+def test_one_pass_adapting_is_the_target_pass_and_the_source_follows() -> None:
+    plan = LoaderPlan(2, 5, seed=7, epoch_length="one_pass", sampler="proxy_balanced")
+    steps, _, _ = epoch_batches(
+        IndexImages(10), TARGET_LABELS, TARGET_CAMERAS, make_source(), 8, plan, epoch=0
+    )
+    drawn = list(steps)
+    assert len(steps) == len(drawn) == 2  # 9 target images // the target half of 4
+    assert all(source_count == 4 and len(idx) == 8 for _, idx, source_count in drawn)
+
+
+def test_plan_rejects_unknown_sampler_and_epoch_length() -> None:
+    with pytest.raises(ValueError, match="sampler must be one of pk, proxy_balanced"):
+        LoaderPlan(2, 5, seed=7, sampler="random")
+    with pytest.raises(ValueError, match="epoch_length must be 'iters' or 'one_pass'"):
+        LoaderPlan(2, 5, seed=7, epoch_length="epochs")

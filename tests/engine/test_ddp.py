@@ -97,7 +97,7 @@ def test_two_ranks_equal_one_process_with_bn_groups(method, tiny_synthetic, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["cap", "csa_hps", "gcl_scl", "spcl_uda"])
+@pytest.mark.parametrize("method", ["cap", "csa_hps", "gcl_scl", "spcl", "spcl_uda"])
 def test_every_other_method_trains_under_two_ranks(
     method, tiny_synthetic, tiny_synthetic_b, tmp_path
 ):

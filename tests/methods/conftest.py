@@ -16,6 +16,8 @@ LABELS = [0, 0, 0, 1, 1, 1, 2, 2, 2, -1, 1, 0]
 
 def _setup(method: str, *overrides: str):
     source = ["data.source=market1501"] if method == "spcl_uda" else []
+    if method == "spcl":  # its self-paced step re-clusters the 12 features
+        source += ["cluster.k1=4", "cluster.k2=2"]
     cfg = load_config(
         None,
         [f"method={method}", "train.num_instances=2", "train.batch_size=4", *source, *overrides],
@@ -23,7 +25,9 @@ def _setup(method: str, *overrides: str):
     g = torch.Generator().manual_seed(0)
     feats = F.normalize(torch.randn(12, D, generator=g), dim=1)
     labels = PseudoLabels(torch.tensor(LABELS).numpy())
-    context = MethodContext(D, cfg.train.num_instances, cfg.train.seed)
+    context = MethodContext(
+        D, cfg.train.num_instances, cfg.train.seed, cfg.cluster, adapting=bool(cfg.data.source)
+    )
     m = build_method(cfg.method, cfg.method_cfg, context)
     if m.wants_source_features(0):  # domain adaptation: the same 12 rows as a 4-class source
         m.start_source(feats, torch.arange(12) % 4)

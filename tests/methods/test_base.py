@@ -12,7 +12,9 @@ from unreid.methods import METHODS, Batch, MethodContext, build_method, list_met
 
 
 def test_the_six_methods_are_registered():
-    assert list_methods() == ["cap", "cluster_contrast", "csa_hps", "gcl_scl", "hhcl", "spcl_uda"]
+    assert list_methods() == [
+        "cap", "cluster_contrast", "csa_hps", "gcl_scl", "hhcl", "ice", "spcl", "spcl_uda",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list_methods())

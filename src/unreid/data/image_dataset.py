@@ -2,6 +2,11 @@
 
 The index (not the label) travels with the image so the engine can look up
 whatever the epoch assigned to that image: pseudo label, camera, true id.
+
+`ViewsDataset` yields several augmentations of each image stacked as one
+(V, 3, H, W) tensor, for a method that trains on more than one view (ICE's
+mean teacher). Stacked rather than returned as extra items, the batches keep
+the (images, indexes) shape every loader and batch zipper expects.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from unreid.data.samples import Sample
+
+__all__ = ["ImageDataset", "ViewsDataset", "read_image"]
 
 
 def read_image(path: str) -> Image.Image:
@@ -39,8 +46,38 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        img = (
+    def image(self, index: int) -> Image.Image:
+        """The decoded image `index` (from the cache when there is one), untransformed."""
+        return (
             self._cache[index] if self._cache is not None else read_image(self.samples[index].path)
         )
-        return self.transform(img), index
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.image(index)), index
+
+
+class ViewsDataset(Dataset):
+    """The images of an `ImageDataset` (and its cache), each as V augmented views.
+
+    Items are `((V, 3, H, W), index)`: view v is `transforms[v]` of the image,
+    drawn in that order. The first view is the one the model trains on.
+    """
+
+    def __init__(
+        self, images: ImageDataset, transforms: Sequence[Callable[[Image.Image], torch.Tensor]]
+    ) -> None:
+        if not transforms:
+            raise ValueError("ViewsDataset needs at least one view transform")
+        self.images = images
+        self.transforms = list(transforms)
+
+    @property
+    def samples(self) -> list[Sample]:
+        return self.images.samples
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        img = self.images.image(index)
+        return torch.stack([t(img) for t in self.transforms]), index

@@ -81,13 +81,14 @@ def train(
         if usable(cfg, labels, epoch):  # a degenerate clustering stops or skips the epoch
             # 3. memories from this epoch's clusters (and, adapting, the source classes)
             start_memories(run, epoch, features.to(ctx.device), labels, data, extract)
-            # 4. a fixed number of P×K steps over the clustered images (adapting: half source)
+            # 4. P×K steps over the clustered images, train.iters or one pass (adapting: half source)
+            train_labels = run.method.training_labels(labels)  # usually labels.labels
             steps, label_of, camera_of = epoch_batches(
-                data.images, labels.labels, data.cameras, data.source, t.batch_size, plan, epoch
+                data.images, train_labels, data.cameras, data.source, t.batch_size, plan, epoch
             )
             augment = (data.augment, augment_generator(cfg, ctx, epoch)) if data.augment else ()
             losses = train_one_epoch(
-                run, steps, t.iters, label_of, camera_of, epoch, show, *augment
+                run, steps, len(steps), label_of, camera_of, epoch, show, *augment
             )
         run.next_epoch()
         # 5. evaluation every `eval.every` epochs and after the last; 6. record, checkpoint
@@ -102,7 +103,10 @@ def loader_plan(cfg: Config, ctx: DistContext) -> LoaderPlan:
     split = (
         (lambda batches: RankBatches(batches, ctx, t.num_instances)) if ctx.distributed else None
     )
-    return LoaderPlan(t.num_instances, t.iters, t.seed, d.workers, ctx.device.type == "cuda", split)
+    return LoaderPlan(
+        t.num_instances, t.iters, t.seed, d.workers, ctx.device.type == "cuda", split,
+        t.sampler, t.epoch_length,
+    )  # fmt: skip
 
 
 def augment_generator(cfg: Config, ctx: DistContext, epoch: int) -> torch.Generator:

@@ -19,9 +19,12 @@ import torch
 from torch import nn
 
 from unreid.checkpoint import load_checkpoint, load_state
-from unreid.config import Config
+from unreid.config import Config, ConfigError
+from unreid.data.image_dataset import ImageDataset, ViewsDataset
 from unreid.data.samples import Sample
+from unreid.data.transforms import view_transforms
 from unreid.distributed import DistContext
+from unreid.engine.schedule import build_scheduler
 from unreid.engine.training_data import TrainingData
 from unreid.methods import Method, MethodContext, build_method
 from unreid.models.bn_groups import check_group_size
@@ -55,6 +58,23 @@ def check_cameras(method: Method, samples: list[Sample], dataset: str) -> None:
             f"training set of {dataset!r} has camera ids {cams[:10]} (at least two distinct "
             "ids >= 0 are needed). Use a loader that reads cameras, or another method."
         )
+
+
+def training_views(
+    method: Method, data: TrainingData, cfg: Config, ctx: DistContext
+) -> ViewsDataset:
+    """The training images as `method.views`; refused where only one view can be made."""
+    why = ""
+    if ctx.distributed:
+        why = "a torchrun run (DDP gathers features, not the extra views); run one process"
+    elif not isinstance(data.images, ImageDataset):
+        why = "data.decoded_cache=true (batch augmentation makes one view); set it to false"
+    if why:
+        raise ConfigError(f"method={method.name!r} trains on several views of each image: {why}")
+    d = cfg.data
+    return ViewsDataset(
+        data.images, view_transforms(method.views, d.height, d.width, d.erasing_fill)
+    )
 
 
 @dataclass
@@ -116,14 +136,19 @@ class TrainingRun:
 def build_run(cfg: Config, data: TrainingData, ctx: DistContext) -> TrainingRun:
     t, device = cfg.train, ctx.device
     model = build_model(cfg.model).to(device)
-    context = MethodContext(model.feature_dim, t.num_instances, t.seed)
+    context = MethodContext(
+        model.feature_dim, t.num_instances, t.seed, cfg.cluster, adapting=bool(cfg.data.source)
+    )
     method = build_method(cfg.method, cfg.method_cfg, context).to(device)
     check_cameras(method, data.train, cfg.data.dataset)
+    method.bind_model(model)  # before the optimizer: a copy of the model (ICE's teacher) stays out
+    if method.views:  # each image as several augmentations (ICE)
+        data.images = training_views(method, data, cfg, ctx)
     per_device = t.batch_size // ctx.world_size // (2 if data.source is not None else 1)
     check_group_size(t.bn_group_size, per_device, t.num_instances)
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, t.step_size, t.gamma)
+    scheduler = build_scheduler(optimizer, t)
     set_tf32(t.tf32)
     runner = prepare_model(model, t.channels_last, t.compile, wrap=ctx.wrap)
     precision = Precision.from_setting(t.amp, device)

@@ -5,7 +5,8 @@ features, so the loss always saw the bank as it was before this batch, as
 the reference implementations' in-backward updates do. Under DDP every rank
 then gathers the whole step's features and targets, in the order one process
 would hold them, so all ranks make the same update and their memories stay
-identical.
+identical. A multi-view method (ICE) gets batches of stacked views: the model
+trains on the first, the others reach the method as `Batch.views`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def train_one_epoch(
         for iteration, (images, indexes, source_count) in enumerate(bar, start=1):
             if augment is not None:  # decoded uint8 batches, augmented where the generator is
                 images = augmented(augment, images, generator, ctx, source_count)
+            images, views = split_views(images)
             x = to_device(images, device, run.channels_last)
             with source_rows(model, source_count):  # domain-specific BN, if any
                 features = run.precision.forward(run.runner, x)
@@ -69,6 +71,7 @@ def train_one_epoch(
                 cameras=cameras[indexes].to(device),
                 indexes=indexes.to(device),
                 source_count=source_count,
+                views=tuple(to_device(v, device, run.channels_last) for v in views),
             )
             losses = method.losses(batch)
             values = ctx.mean_values({name: value.item() for name, value in losses.items()})
@@ -91,6 +94,17 @@ def train_one_epoch(
                 totals[name] = totals.get(name, 0.0) + value
             bar.set_postfix(loss=f"{sum(values.values()):.3f}")
     return {name: total / num_steps for name, total in totals.items()}
+
+
+def split_views(images: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The batch the model trains on, and the method's extra views (`Method.views[1:]`).
+
+    A multi-view loader (data/image_dataset.py `ViewsDataset`) stacks each image's
+    views as (B, V, 3, H, W); a single-view batch (B, 3, H, W) passes as it is.
+    """
+    if images.dim() != 5:
+        return images, ()
+    return images[:, 0].contiguous(), tuple(v.contiguous() for v in images[:, 1:].unbind(1))
 
 
 def augmented(

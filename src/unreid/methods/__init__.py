@@ -1,6 +1,15 @@
 """Training methods, one file each with its own config; importing this package registers them."""
 
-from unreid.methods import cap, cluster_contrast, csa_hps, gcl_scl, hhcl, spcl_uda  # noqa: F401
+from unreid.methods import (  # noqa: F401
+    cap,
+    cluster_contrast,
+    csa_hps,
+    gcl_scl,
+    hhcl,
+    ice,
+    spcl,
+    spcl_uda,
+)
 from unreid.methods.base import (
     METHODS,
     Batch,

@@ -4,8 +4,14 @@ A method owns its memories and any extra trainable modules; it never touches
 the optimizer, the loader or the device placement (the engine does). The
 engine calls, per epoch: `clustering_features` (what the clusterer sees; the
 raw features unless the method refines them), `start_epoch` (after
-clustering), then per batch `losses` → optimizer step → `update_memories`
+clustering; `training_labels` then says which label each image trains
+under), then per batch `losses` → optimizer step → `update_memories`
 (explicit, under no_grad).
+
+A method that keeps a copy of the model (ICE's mean teacher) makes it in
+`bind_model`, called once before the optimizer is built, and names the views
+each training image is loaded in (`views`); the extra views reach `losses` as
+`Batch.views`.
 
 Domain adaptation adds a labelled source set: when `wants_source_features`
 says so, the engine extracts the source images and calls `start_source`
@@ -24,12 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from unreid.data.samples import Sample
 from unreid.pseudo_labels import PseudoLabels
 from unreid.registry import Registry
+from unreid.settings import ClusterConfig
 
 
 @dataclass
@@ -45,6 +53,9 @@ class Batch:
     # domain adaptation: the first `source_count` rows are labelled source samples,
     # whose `targets` are source class ids and `cameras` source cameras
     source_count: int = 0
+    # the images of the method's extra views (`Method.views[1:]`), one (B, 3, H, W)
+    # tensor per view, same rows as `features`; empty for single-view methods
+    views: tuple[torch.Tensor, ...] = ()
 
 
 class Method(nn.Module):
@@ -53,6 +64,19 @@ class Method(nn.Module):
     name = "base"
     # The engine refuses a training set with fewer than two cameras for such a method.
     requires_cameras = False
+    # Train-time views each image is loaded in, by name (data/transforms.py VIEWS): the
+    # first is the one the model trains on, the others reach `losses` as `Batch.views`.
+    # Empty: the data's one train transform (every method but ICE).
+    views: tuple[str, ...] = ()
+
+    def bind_model(self, model: nn.Module) -> None:
+        """The model being trained, given once by the engine right after the method is built.
+
+        A method that needs a copy of it (ICE's mean teacher) makes one here, keeping
+        the copy's parameters out of the optimizer (`requires_grad=False`); the
+        default keeps nothing. Called before a checkpoint is restored, so the copy's
+        saved state loads into it.
+        """
 
     def clustering_features(
         self, epoch: int, features: torch.Tensor, samples: list[Sample]
@@ -64,6 +88,15 @@ class Method(nn.Module):
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
     ) -> None:
         """Rebuild memories from this epoch's features (N, D) and pseudo labels."""
+
+    def training_labels(self, labels: PseudoLabels) -> np.ndarray:
+        """The label of every training image for this epoch's batches (-1 = sits out).
+
+        Called after `start_epoch`. By default the clustering's labels, outliers out;
+        a method that trains on more (SpCL's un-clustered instances as one-image
+        classes) or less (its unreliable clusters broken up) returns its own.
+        """
+        return np.asarray(labels.labels)
 
     def wants_source_features(self, epoch: int) -> bool:
         """Whether the engine should extract the source set before this epoch (UDA only)."""
@@ -87,6 +120,10 @@ class MethodContext:
     feature_dim: int
     num_instances: int = 16  # K of the P×K batch
     seed: int = 1
+    # how the run clusters (SpCL re-clusters at looser and tighter radii)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    # a labelled source domain is part of the run (`data.source`)
+    adapting: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,8 +131,9 @@ class MethodSpec:
     name: str
     config: type  # the method's config dataclass: its section of the run config
     factory: Callable[[Any, MethodContext], Method]
-    # Adapts domains: needs a labelled source set (`data.source`).
-    needs_source: bool = False
+    # Adapts domains: needs a labelled source set (`data.source`); None = works with or
+    # without one (SpCL: unsupervised alone, domain adaptation given a source).
+    needs_source: bool | None = False
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
@@ -106,7 +144,7 @@ def register_method(
     config: type,
     factory: Callable[[Any, MethodContext], Method],
     *,
-    needs_source: bool = False,
+    needs_source: bool | None = False,
 ) -> MethodSpec:
     return METHODS.register(name, MethodSpec(name, config, factory, needs_source))
 

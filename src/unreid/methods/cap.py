@@ -14,8 +14,10 @@ proxies (memory/camera_proxy_memory.py). Three terms train the model:
 
 After the optimizer step the cluster memory takes its usual update and each
 sample moves its own proxy with momentum `cap.momentum` (0.2, as CAP).
-Batches are Cluster Contrast's P×K batches, whose partners already prefer
-other cameras; CAP's own proxy-balanced sampler is not reproduced.
+Batches are Cluster Contrast's P×K batches by default, whose partners already
+prefer other cameras; CAP's own proxy-balanced sampler (K images per
+(cluster, camera) proxy) is `train.sampler=proxy_balanced`, which CAP alone's
+presets use with its warm-up and one-pass epochs.
 """
 
 from __future__ import annotations

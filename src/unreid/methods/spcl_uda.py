@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from unreid.errors import check_choice
+from unreid.memory.class_centroids import class_centroids
 from unreid.methods.base import Batch, Method, MethodContext, register_method
 from unreid.methods.cluster_contrast import ClusterContrast, ClusterMemoryConfig
 from unreid.pseudo_labels import PseudoLabels
@@ -61,15 +61,7 @@ class SpCLUDA(ClusterContrast):
         return self.refresh or int(self.num_source) == 0
 
     def start_source(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        labels = torch.as_tensor(labels, device=features.device, dtype=torch.long)
-        if labels.shape != (features.shape[0],) or labels.numel() == 0 or labels.min() < 0:
-            raise ValueError("source labels must be (N_s,) class ids >= 0, one per feature row")
-        num_classes = int(labels.max()) + 1
-        sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype)
-        sums = sums.to(features.device).index_add_(0, labels, features)
-        if bool((sums.norm(dim=1) == 0).any()):
-            raise ValueError("source class ids must be contiguous 0..C_s-1 (a class has no image)")
-        self._fresh_source = F.normalize(sums, dim=1)
+        self._fresh_source = class_centroids(features, labels)
 
     def start_epoch(
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from unreid.pseudo_labels.clustering import cluster_features
+from unreid.pseudo_labels.clustering import cluster_features, cluster_features_at
 from unreid.pseudo_labels.infomap_clustering import infomap_labels
 from unreid.pseudo_labels.labels import PseudoLabels
 from unreid.registry import Registry, make_lister
@@ -71,6 +71,24 @@ def dbscan_clusterer(
         knn=cfg.knn,
         jaccard_impl=cfg.jaccard_impl,
         ivf_nlist=cfg.ivf_nlist or None,  # 0 in the config means "4 sqrt(N)"
+        ivf_nprobe=cfg.ivf_nprobe,
+    )
+
+
+def dbscan_at_radii(
+    features: torch.Tensor, cfg: ClusterConfig, radii: list[float]
+) -> list[PseudoLabels]:
+    """The dbscan clusterer's labels at each radius (instead of `cfg.eps`), one distance."""
+    return cluster_features_at(
+        features,
+        radii,
+        k1=cfg.k1,
+        k2=cfg.k2,
+        min_samples=cfg.min_samples,
+        jaccard_variant=cfg.jaccard_variant,
+        knn=cfg.knn,
+        jaccard_impl=cfg.jaccard_impl,
+        ivf_nlist=cfg.ivf_nlist or None,
         ivf_nprobe=cfg.ivf_nprobe,
     )
 

@@ -110,6 +110,33 @@ def cluster_features(
 ) -> PseudoLabels:
     """Pseudo labels for (N, D) L2-normalised features: Jaccard distance, then DBSCAN.
 
+    `cluster_features_at` is the same at several radii on one distance computation.
+    """
+    (labels,) = cluster_features_at(
+        features, [eps], k1=k1, k2=k2, min_samples=min_samples, jaccard_variant=jaccard_variant,
+        knn=knn, jaccard_impl=jaccard_impl, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe,
+    )  # fmt: skip
+    return labels
+
+
+def cluster_features_at(
+    features: np.ndarray | torch.Tensor,
+    radii: list[float],
+    *,
+    k1: int = 30,
+    k2: int = 6,
+    min_samples: int = 4,
+    jaccard_variant: Variant = "paper",
+    knn: KnnMethod = "torch",
+    jaccard_impl: Literal["sparse", "dense"] = "sparse",
+    ivf_nlist: int | None = None,
+    ivf_nprobe: int = 8,
+) -> list[PseudoLabels]:
+    """DBSCAN labels at each radius in `radii`, from one Jaccard distance (SpCL's criterion).
+
+    The sparse distance keeps the pairs within the largest radius, which holds
+    every pair a smaller radius needs, so each labelling equals its own run.
+
     Features are not re-normalised here: un-normalised input is an upstream bug
     (the model should emit unit features), so the Jaccard code rejects it.
 
@@ -134,11 +161,16 @@ def cluster_features(
         raise ValueError(f"jaccard_impl must be one of {JACCARD_IMPLS}, found {jaccard_impl!r}")
     if knn not in KNN_METHODS:
         raise ValueError(f"knn must be one of {KNN_METHODS}, found {knn!r}")
+    if not radii:
+        raise ValueError("radii must hold at least one eps, found none")
     if jaccard_impl == "dense":
         if knn not in ("exact", "torch"):
             raise ValueError(f"the dense Jaccard path only supports knn='exact', found {knn!r}")
         dist = jaccard_distance(features, k1=k1, k2=k2, variant=jaccard_variant)
-        return PseudoLabels(dbscan_labels(dist, eps=eps, min_samples=min_samples))
+        return [PseudoLabels(dbscan_labels(dist, eps=r, min_samples=min_samples)) for r in radii]
+    for r in radii:
+        dbscan_labels(np.zeros((1, 1)), eps=r, min_samples=min_samples)  # validate before work
+    eps = max(radii)
     if isinstance(eps, numbers.Real) and not isinstance(eps, bool) and eps >= 1:
         raise ValueError(
             f"eps must be < 1 for the sparse Jaccard path (every pair is within distance 1), "
@@ -146,7 +178,6 @@ def cluster_features(
         )
     is_cuda = isinstance(features, torch.Tensor) and features.is_cuda
     method = "torch" if knn == "exact" and is_cuda else knn
-    dbscan_labels(np.zeros((1, 1)), eps=eps, min_samples=min_samples)  # validate before work
     dist = sparse_jaccard_distance(
         features,
         k1=k1,
@@ -157,4 +188,4 @@ def cluster_features(
         ivf_nlist=ivf_nlist,
         ivf_nprobe=ivf_nprobe,
     )
-    return PseudoLabels(dbscan_labels(dist, eps=eps, min_samples=min_samples))
+    return [PseudoLabels(dbscan_labels(dist, eps=r, min_samples=min_samples)) for r in radii]

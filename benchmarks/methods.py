@@ -1,0 +1,398 @@
+"""Method tables that hold across seeds: every method's demo-budget row over S seeds.
+
+A single demo-budget run moves by 10-30 points with the seed, so one run per
+method says little. This script trains each row (a label, a preset and extra
+overrides, all in `ROWS` below) once per seed, prints test mAP / R1 as
+mean ± sample std over the seeds, and the seed-paired difference against plain
+Cluster Contrast (row − CC on the same seed: mean ± std, and in how many seeds
+the row is ahead). The seed varied is `train.seed` (weights init, P×K sampler,
+augmentation); the dataset stays the demo's.
+
+    python benchmarks/methods.py                         # demo-budget table, seeds 0 1 2
+    python benchmarks/methods.py --rows uda --markdown   # the domain-adaptation pair
+    python benchmarks/methods.py --rows cc hhcl --seeds 0 1 2 3 4 --jobs 8   # on a GPU
+    python benchmarks/methods.py --list                  # the rows and their presets
+
+Rows come in groups, one table each, each with its own baseline row (always
+run when any row of its group is): `demo` (synthetic set A, `unreid demo`'s;
+baseline Cluster Contrast) and `uda` (target B, a second synthetic domain,
+adapted from labelled A; baseline Cluster Contrast trained on B alone).
+`--rows` takes row and group names. A row named explicitly whose preset does
+not exist stops the script before anything runs, naming the preset; rows
+reached through a group name or the default are skipped with a printed note,
+so the table works while presets are still being written.
+
+Each (row, seed) run is a subprocess (`python -m unreid train`) in its own
+folder, `<out>/<row>-<hash>/seed<N>/` (the hash covers the preset and every
+override but the seed, so changed `--set` values never reuse old runs), with
+its output in `train.log` and its wall time in `benchmark.json`. Results are
+read back from `log.jsonl`, so a rerun skips finished runs and restarts
+unfinished ones (`--overwrite` of that folder only); a failed run is listed
+under the table with its log and makes the exit status 1. Runs go seed by seed,
+so an interrupted benchmark has whole seeds to pair. `--jobs J` runs J at once
+with `train.threads` = cores // J (default: 1 on a CPU, cores // 2 with CUDA).
+
+The synthetic sets are written into the cache folder (`UNREID_CACHE`, default
+~/.cache/unreid) when missing, as `unreid demo` does; `--data-a` / `--data-b`
+use existing folders instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+from method_table import RunResult, failures, group_table, row_stats
+
+from unreid.cli.common import cache_dir
+from unreid.data.synthetic import SynthConfig
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: `data` is "A" (demo set), "B" (target alone) or "A->B" (adaptation)."""
+
+    name: str
+    label: str
+    preset: str
+    overrides: tuple[str, ...] = ()
+    group: str = "demo"
+    data: str = "A"
+    default: bool = True  # in its group's table when the group is asked for
+
+
+ROWS = [
+    Row("cc", "Cluster Contrast", "demo"),
+    Row("hhcl", "HHCL", "hhcl/demo"),
+    Row("cap", "CAP + CC", "cap/demo"),
+    Row("cap_only", "CAP alone", "cap/demo_cap_only"),
+    Row("gcl_scl", "GCL + SCL, name order (identity leak)", "gcl_scl/demo"),
+    Row(
+        "gcl_scl_camera_frame",
+        "GCL + SCL, camera_frame order",
+        "gcl_scl/demo",
+        ("gcl_scl.order=camera_frame",),
+    ),
+    Row(
+        "gcl_scl_random",
+        "GCL + SCL, random order",
+        "gcl_scl/demo",
+        ("gcl_scl.order=random",),
+        default=False,
+    ),
+    Row("csa_hps", "CSA + HPS", "csa_hps/demo"),
+    Row("spcl", "SpCL", "spcl/demo"),
+    Row("ice", "ICE", "ice/demo"),
+    Row("uda_cc_target_only", "Cluster Contrast, B alone", "demo", group="uda", data="B"),
+    Row("uda_spcl", "SpCL UDA, A→B", "spcl/demo_uda", group="uda", data="A->B"),
+    Row("uda_spcl_cc", "SpCL + CC UDA, A→B", "spcl_uda/demo", group="uda", data="A->B"),
+]
+OUT = Path(__file__).resolve().parent / "out" / "methods"  # ignored by git (/benchmarks/out/)
+BASELINES = {"demo": "cc", "uda": "uda_cc_target_only"}
+# A: the demo's set (the folder `unreid demo` writes); B: another domain (docs/datasets.md)
+B_SET = SynthConfig(ids=200, seed=1, warmth=0.25, exposure=-0.3, scenery_saturation=0.7)
+SETS = {
+    "A": ("synthetic-demo-ids200-seed0", SynthConfig(ids=200, seed=0)),
+    "B": ("synthetic-b-ids200-seed1", replace(B_SET, colour_cast=0.1, lighting=0.15)),
+}
+TITLES = {
+    "demo": "synthetic set A (the demo's: 200 ids, data seed 0)",
+    "uda": "target: synthetic set B (200 ids, data seed 1, warm and dark); "
+    "A→B rows adapt from labelled set A",
+}
+
+
+class BenchmarkError(Exception):
+    """A request the script refuses before running anything; the message says why."""
+
+
+def preset_exists(name: str) -> bool:
+    from unreid.presets import list_presets
+
+    return name in list_presets()
+
+
+def select_rows(names: list[str] | None) -> tuple[list[Row], list[str]]:
+    """The rows to run (with their groups' baselines) and notes on rows skipped.
+
+    A row named explicitly must have its preset; a group's rows without one are skipped.
+    """
+    by_name = {r.name: r for r in ROWS}
+    asked: list[tuple[Row, bool]] = []  # (row, named explicitly)
+    for name in names or ["demo"]:
+        if name in BASELINES:
+            asked += [(r, False) for r in ROWS if r.group == name and r.default]
+        elif name in by_name:
+            asked.append((by_name[name], True))
+        else:
+            known = ", ".join([*BASELINES, *by_name])
+            raise BenchmarkError(f"no row or group named {name!r}; known: {known}")
+    for group in {r.group for r, _ in asked}:
+        asked.insert(0, (by_name[BASELINES[group]], True))
+    rows: list[Row] = []
+    notes: list[str] = []
+    for row, explicit in asked:
+        if row in rows:
+            continue
+        if not preset_exists(row.preset):
+            if explicit:
+                raise BenchmarkError(
+                    f"row {row.name!r} ({row.label}) needs preset {row.preset!r}, which does "
+                    "not exist (`unreid presets` lists them)"
+                )
+            notes.append(f"skipped {row.name} ({row.label}): no preset {row.preset!r} (yet)")
+            continue
+        rows.append(row)
+    order = {r.name: i for i, r in enumerate(ROWS)}
+    return sorted(rows, key=lambda r: order[r.name]), notes
+
+
+def prepare_data(roles: set[str], given: dict[str, str | None]) -> dict[str, Path]:
+    """Folder of each set needed: given ones as they are, cached ones written when missing."""
+    from unreid.data.synthetic import is_generated
+    from unreid.data.synthetic_parallel import generate_synthetic
+
+    roots: dict[str, Path] = {}
+    for role in sorted(roles):
+        if given.get(role):
+            root = Path(given[role])  # type: ignore[arg-type]
+            if not root.is_dir():
+                raise BenchmarkError(f"--data-{role.lower()} {root}: no such folder")
+        else:
+            folder, synth = SETS[role]
+            root = cache_dir() / folder
+            if not is_generated(root, synth):
+                print(f"writing synthetic set {role} into {root}", file=sys.stderr)
+                generate_synthetic(root, synth)
+        roots[role] = root.resolve()
+    return roots
+
+
+def data_overrides(row: Row, roots: dict[str, Path]) -> list[str]:
+    if row.data == "A->B":
+        return [
+            "data.source=synthetic",
+            f"data.source_root={roots['A']}",
+            f"data.root={roots['B']}",
+        ]
+    return [f"data.root={roots[row.data]}"]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One (row, seed) run: its folder and the `unreid train` command line."""
+
+    row: Row
+    seed: int
+    run_dir: Path
+    overrides: tuple[str, ...]
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        head = (sys.executable, "-m", "unreid", "train", "--config", self.row.preset)
+        return (*head, "--out", str(self.run_dir), "--no-progress", "--overwrite", *self.overrides)
+
+
+def plan(
+    row: Row, seeds: list[int], out: Path, roots: dict[str, Path], extra: list[str], threads: int
+) -> list[Planned]:
+    overrides = [*row.overrides, *data_overrides(row, roots), *extra]
+    key = json.dumps({"preset": row.preset, "overrides": overrides})
+    folder = out / f"{row.name}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    runs = []
+    for seed in seeds:
+        run_dir = folder / f"seed{seed}"
+        # threads before the user's overrides, so an explicit --set train.threads wins
+        args = [*row.overrides, *data_overrides(row, roots), f"train.seed={seed}"]
+        args += [f"train.threads={threads}", *extra]
+        runs.append(Planned(row, seed, run_dir, tuple(args)))
+    return runs
+
+
+def read_result(p: Planned) -> RunResult | None:
+    """The finished run's last-epoch test metrics from its folder; None if not finished."""
+    config, log_path = p.run_dir / "config.yaml", p.run_dir / "log.jsonl"
+    if not (config.is_file() and log_path.is_file()):
+        return None
+    epochs = (yaml.safe_load(config.read_text()) or {}).get("train", {}).get("epochs")
+    records = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
+    last = [r for r in records if r.get("epoch") == epochs and "test" in r]
+    if epochs is None or not last:
+        return None
+    timing = p.run_dir / "benchmark.json"
+    wall = json.loads(timing.read_text()).get("wall_s") if timing.is_file() else None
+    test = last[-1]["test"]
+    return RunResult(p.seed, p.run_dir, test["mAP"], test["rank1"], wall)
+
+
+def execute(p: Planned) -> RunResult:
+    """Run one training subprocess, output into `train.log`; its result or its failure."""
+    p.run_dir.mkdir(parents=True, exist_ok=True)
+    log = p.run_dir / "train.log"
+    (p.run_dir / "benchmark.json").unlink(missing_ok=True)
+    started = time.time()
+    with open(log, "w") as f:
+        f.write(" ".join(p.command) + "\n")
+        f.flush()
+        rc = subprocess.run(p.command, stdout=f, stderr=subprocess.STDOUT).returncode
+    wall = time.time() - started
+    if rc != 0:
+        lines = [x for x in log.read_text().splitlines() if x.strip()]
+        return RunResult(p.seed, p.run_dir, error=f"exit {rc}: {lines[-1][:300]} (log {log})")
+    (p.run_dir / "benchmark.json").write_text(
+        json.dumps({"wall_s": round(wall, 1), "command": list(p.command)}, indent=1)
+    )
+    done = read_result(p)
+    if done is None:
+        return RunResult(p.seed, p.run_dir, error=f"no last-epoch test metrics (log {log})")
+    return done
+
+
+def describe(p: Planned, r: RunResult) -> str:
+    if not r.ok:
+        return f"{p.row.name} seed {p.seed}: FAILED {r.error}"
+    wall = "" if r.wall_s is None else f" ({r.wall_s:.0f} s)"
+    return f"{p.row.name} seed {p.seed}: mAP {100 * r.mAP:.1f} R1 {100 * r.rank1:.1f}{wall}"
+
+
+def run_all(runs: list[Planned], jobs: int) -> dict[tuple[str, int], RunResult]:
+    """Finished runs read back, the others executed `jobs` at a time (in list order)."""
+    results: dict[tuple[str, int], RunResult] = {}
+    todo = []
+    for p in runs:
+        done = read_result(p)
+        if done is None:
+            todo.append(p)
+        else:
+            results[p.row.name, p.seed] = done
+    print(f"{len(results)} of {len(runs)} runs already finished, {len(todo)} to run "
+          f"({jobs} at a time)", file=sys.stderr)  # fmt: skip
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(execute, p): p for p in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            p = futures[fut]
+            results[p.row.name, p.seed] = fut.result()
+            print(f"[{i}/{len(todo)}] {describe(p, results[p.row.name, p.seed])}", file=sys.stderr)
+    return results
+
+
+def tables(
+    rows: list[Row],
+    seeds: list[int],
+    results: dict[tuple[str, int], RunResult],
+    extra: list[str],
+    markdown: bool,
+    given: dict[str, str | None],
+) -> tuple[str, list[str]]:
+    """One table per group, each under a header saying what was varied and what was fixed."""
+    by_name = {r.name: r for r in rows}
+    out, failed = [], []
+    for group in [g for g in BASELINES if any(r.group == g for r in rows)]:
+        base_row = by_name[BASELINES[group]]
+        base = [results[base_row.name, s] for s in seeds]
+        stats = [
+            row_stats(r.label, [results[r.name, s] for s in seeds], None if r is base_row else base)
+            for r in rows
+            if r.group == group
+        ]
+        title = f"Methods, demo budget ({group}): {TITLES[group]}"
+        title += "".join(f"; set {k} read from {v}" for k, v in given.items() if v)
+        out.append(group_table(title, seeds, base_row.label, stats, extra, markdown))
+        failed += failures(stats)
+    return "\n".join(out), failed
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def auto_jobs() -> int:
+    """1 on a CPU (runs share the cores anyway); half the cores with CUDA (2 threads each)."""
+    import torch
+
+    return max(1, cores() // 2) if torch.cuda.is_available() else 1
+
+
+def validate(runs: list[Planned]) -> None:
+    """Load each row's config once here, so a mistyped --set stops before hours of runs."""
+    from unreid.config import load_config
+
+    for p in {r.row.name: r for r in runs}.values():
+        try:
+            load_config(p.row.preset, list(p.overrides))
+        except Exception as err:
+            raise BenchmarkError(f"row {p.row.name!r} ({p.row.preset}): {err}") from None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rows", nargs="+", help="row or group names (default: the demo group)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="train.seed values")
+    ap.add_argument("--jobs", type=int, default=0, help="runs at once (0: auto)")
+    ap.add_argument("--out", default=str(OUT), help=f"folder of the run folders (default {OUT})")
+    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="config overrides for every run (e.g. train.epochs=4)")  # fmt: skip
+    ap.add_argument("--data-a", help="synthetic set A folder (default: the demo's, cached)")
+    ap.add_argument("--data-b", help="synthetic set B folder (default: cached)")
+    ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    ap.add_argument("--list", action="store_true", help="list the rows and exit")
+    return ap.parse_args(argv)
+
+
+def list_rows() -> str:
+    lines = []
+    for r in ROWS:
+        tag = "baseline" if BASELINES[r.group] == r.name else ("" if r.default else "extra")
+        flags = " ".join(r.overrides)
+        lines.append(
+            f"{r.group:5s} {r.name:22s} {r.preset:20s} {tag:9s} {r.label} {flags}".rstrip()
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.seeds = list(dict.fromkeys(args.seeds))  # a seed twice would share one run folder
+    if args.list:
+        print(list_rows())
+        return 0
+    try:
+        if any(o.split("=")[0].strip() == "train.seed" for o in args.overrides):
+            raise BenchmarkError("train.seed is what --seeds varies; do not --set it")
+        rows, notes = select_rows(args.rows)
+        for note in notes:
+            print(note, file=sys.stderr)
+        roles = {part for r in rows for part in r.data.split("->")}
+        given = {"A": args.data_a, "B": args.data_b}
+        roots = prepare_data(roles, given)
+        jobs = args.jobs or auto_jobs()
+        threads = max(1, cores() // jobs)
+        per_row = [
+            plan(r, args.seeds, Path(args.out), roots, args.overrides, threads) for r in rows
+        ]
+        runs = [per_row[i][k] for k in range(len(args.seeds)) for i in range(len(rows))]
+        validate(runs)
+    except BenchmarkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    results = run_all(runs, jobs)
+    text, failed = tables(rows, args.seeds, results, args.overrides, args.markdown, given)
+    print(text, end="")
+    if failed:
+        print("\nfailed runs (not in the statistics):\n" + "\n".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""benchmarks/methods.py: its seed statistics by hand, missing presets, resuming, one real table.
+
+The script is what the docs' method tables come from, so its arithmetic (sample
+std, seed pairing, wins) is checked against numbers worked out here, and its
+end-to-end table against what the run folders hold.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tiny_runs import QUIET_RUN
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH))  # methods.py imports its sibling method_table
+import method_table as mt  # noqa: E402
+
+
+def load_script():
+    """benchmarks/methods.py under a name that cannot clash with tests/methods/."""
+    spec = importlib.util.spec_from_file_location("bench_methods", BENCH / "methods.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_methods"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bm = load_script()
+
+
+def result(seed: int, m: float | None, r1: float | None = None, wall=None, error=None):
+    return mt.RunResult(seed, Path(f"run{seed}"), m, r1 if r1 is not None else m, wall, error)
+
+
+def test_statistics_match_hand_computed_values():
+    cc = [result(0, 0.80, 0.90, 60), result(1, 0.70, 0.80, 70), result(2, 0.90, 1.00, 80)]
+    row = [result(0, 0.85, 0.95, 100), result(1, 0.65), result(2, None, error="exit 1 (log x)")]
+    base = mt.row_stats("CC", cc, None)
+    # mean 0.8; deviations 0, -0.1, 0.1 -> sample variance 0.02 / 2 = 0.01
+    assert (base.n, base.map_mean, base.map_std) == (3, pytest.approx(0.8), pytest.approx(0.1))
+    assert base.wall_mean == pytest.approx(70) and base.paired is None
+    stats = mt.row_stats("X", row, cc)
+    # the failed seed is out: mAP 0.85, 0.65 -> mean 0.75, std sqrt(2 * 0.1^2 / 1)
+    assert stats.n == 2 and stats.map_mean == pytest.approx(0.75)
+    assert stats.map_std == pytest.approx(math.sqrt(0.02))
+    assert stats.r1_mean == pytest.approx(0.80) and stats.r1_std == pytest.approx(math.sqrt(0.045))
+    # paired on seeds 0 and 1: +0.05, -0.05 -> mean 0, std sqrt(2 * 0.05^2 / 1), one win
+    p = stats.paired
+    assert (p.n, p.wins) == (2, 1) and p.mean == pytest.approx(0.0)
+    assert p.std == pytest.approx(math.sqrt(0.005))
+    assert stats.wall_mean == pytest.approx(100)  # the untimed run does not count
+    assert [r.seed for r in stats.failed] == [2]
+    assert mt.failures([stats]) == ["X, seed 2: exit 1 (log x)"]
+
+
+def test_paired_difference_uses_only_shared_seeds_and_strict_wins():
+    p = mt.paired_difference({0: 0.5, 1: 0.6, 2: 0.7, 5: 0.9}, {0: 0.5, 1: 0.4, 2: 0.6, 3: 0.1})
+    # seeds 0, 1, 2: differences 0, 0.2, 0.1 -> mean 0.1, std 0.1; a tie is no win
+    assert (p.n, p.wins) == (3, 2)
+    assert p.mean == pytest.approx(0.1) and p.std == pytest.approx(0.1)
+    assert math.isnan(mt.sample_std([0.3])) and math.isnan(mt.mean([]))
+    assert math.isnan(mt.paired_difference({1: 0.5}, {2: 0.5}).mean)
+
+
+def test_table_text_and_markdown():
+    cc = [result(0, 0.80, 0.90, 60), result(1, 0.70, 0.80, 70), result(2, 0.90, 1.00, 80)]
+    row = [result(0, 0.85, 0.95, 100), result(1, 0.65), result(2, None, error="boom")]
+    stats = [mt.row_stats("CC", cc, None), mt.row_stats("X", row, cc)]
+    text = mt.format_table(stats, "CC")
+    assert "80.0 ± 10.0" in text and "(baseline)" in text and "1:10" in text
+    assert "75.0 ± 14.1" in text and "+0.0 ± 7.1" in text and "1/2" in text
+    assert "2 (1 failed)" in text
+    md = mt.format_table(stats, "CC", markdown=True).splitlines()
+    assert md[0].startswith("| method | seeds | mAP | R1 | Δ mAP vs CC |")
+    assert md[2] == "| CC | 3 | 80.0 ± 10.0 | 90.0 ± 10.0 | (baseline) |  | 1:10 |"
+
+
+def test_a_missing_preset_is_an_error_by_name_or_a_note_in_a_group(monkeypatch, capsys):
+    ghost = bm.Row("ghost", "Ghost method", "ghost/demo_missing")
+    monkeypatch.setattr(bm, "ROWS", [*bm.ROWS, ghost])
+    with pytest.raises(bm.BenchmarkError, match="ghost/demo_missing"):
+        bm.select_rows(["ghost"])
+    assert bm.main(["--rows", "ghost"]) == 2
+    assert "'ghost/demo_missing'" in capsys.readouterr().err
+    rows, notes = bm.select_rows(["demo"])  # asked through its group: skipped with a note
+    assert ghost not in rows and rows[0].name == "cc"
+    assert any("ghost/demo_missing" in n for n in notes)
+    with pytest.raises(bm.BenchmarkError, match="no row or group named 'nope'"):
+        bm.select_rows(["nope"])
+
+
+def fake_finished(run_dir: Path, seed: int, m: float, r1: float, wall: float) -> None:
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(f"train:\n  epochs: 1\n  seed: {seed}\n")
+    record = {"epoch": 1, "test": {"mAP": m, "rank1": r1}}
+    (run_dir / "log.jsonl").write_text(json.dumps(record) + "\n")
+    (run_dir / "benchmark.json").write_text(json.dumps({"wall_s": wall}))
+
+
+def test_resuming_skips_finished_runs(monkeypatch, tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    extra = ["train.epochs=1"]
+    runs = bm.plan(bm.ROWS[0], [0, 1, 2], out, {"A": data.resolve()}, extra, threads=1)
+    fake_finished(runs[0].run_dir, 0, 0.5, 0.6, 30.0)
+    fake_finished(runs[1].run_dir, 1, 0.7, 0.8, 50.0)
+    runs[2].run_dir.mkdir(parents=True)  # interrupted: a config, no last epoch in the log
+    (runs[2].run_dir / "config.yaml").write_text("train:\n  epochs: 1\n")
+    (runs[2].run_dir / "log.jsonl").write_text("")
+    launched = []
+
+    def execute(p):
+        launched.append((p.row.name, p.seed, p.run_dir))
+        return mt.RunResult(p.seed, p.run_dir, 0.9, 1.0, 40.0)
+
+    monkeypatch.setattr(bm, "execute", execute)
+    argv = ["--rows", "cc", "--seeds", "0", "1", "2", "--out", str(out), "--data-a", str(data)]
+    assert bm.main([*argv, "--jobs", "1", "--set", *extra]) == 0
+    assert launched == [("cc", 2, runs[2].run_dir)]
+    captured = capsys.readouterr()
+    assert "2 of 3 runs already finished, 1 to run" in captured.err
+    # 50, 70, 90 -> 70.0 ± 20.0; R1 60, 80, 100; wall 30, 50, 40 s
+    assert "70.0 ± 20.0" in captured.out and "80.0 ± 20.0" in captured.out
+    assert "0:40" in captured.out
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells
+    return rows
+
+
+def logged(out: Path, row: str) -> dict[int, tuple[float, float]]:
+    """seed -> (mAP, R1) of the last epoch, read straight from each run's log.jsonl."""
+    found = {}
+    for log in sorted(out.glob(f"{row}-*/seed*/log.jsonl")):
+        last = json.loads(log.read_text().splitlines()[-1])
+        found[int(log.parent.name[4:])] = (last["test"]["mAP"], last["test"]["rank1"])
+    return found
+
+
+@pytest.mark.slow
+def test_end_to_end_table_equals_the_run_folders(tiny_synthetic, tmp_path, capsys):
+    out = tmp_path / "out"
+    budget = [*QUIET_RUN, "train.threads=1", "train.epochs=1", "train.iters=2"]
+    cmd = [sys.executable, str(BENCH / "methods.py"), "--rows", "cc", "hhcl", "--seeds", "0"]
+    cmd += ["1", "--jobs", "2", "--out", str(out), "--data-a", str(tiny_synthetic)]
+    cmd += ["--markdown", "--set", *budget]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = table_rows(done.stdout)
+    cc, hhcl = logged(out, "cc"), logged(out, "hhcl")
+    assert sorted(cc) == sorted(hhcl) == [0, 1]
+
+    def pm(values: list[float], sign: str = "") -> str:
+        return f"{100 * statistics.mean(values):{sign}.1f} ± {100 * statistics.stdev(values):.1f}"
+
+    for label, runs in (("Cluster Contrast", cc), ("HHCL", hhcl)):
+        assert rows[label][1:4] == [
+            "2",
+            pm([m for m, _ in runs.values()]),
+            pm([r1 for _, r1 in runs.values()]),
+        ]
+    diffs = [hhcl[s][0] - cc[s][0] for s in (0, 1)]
+    assert rows["HHCL"][4:6] == [pm(diffs, "+"), f"{sum(d > 0 for d in diffs)}/2"]
+    assert "vary train.seed" in done.stdout
+    for seed in (0, 1):  # each run trained with its own seed, under the benchmark's budget
+        config = next(out.glob(f"hhcl-*/seed{seed}/config.yaml")).read_text()
+        assert f"seed: {seed}" in config and "iters: 2" in config
+    assert bm.main(cmd[2:]) == 0  # again, in this process: every run is read back
+    again = capsys.readouterr()
+    assert "4 of 4 runs already finished" in again.err and again.out == done.stdout
