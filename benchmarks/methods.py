@@ -70,27 +70,19 @@ class Row:
     default: bool = True  # in its group's table when the group is asked for
 
 
+CAMERA_FRAME, RANDOM = ("gcl_scl.order=camera_frame",), ("gcl_scl.order=random",)
+FRESH = ("spcl.cluster_on=extracted",)  # a diagnosis row: SpCL clustering fresh features
 ROWS = [
     Row("cc", "Cluster Contrast", "demo"),
     Row("hhcl", "HHCL", "hhcl/demo"),
     Row("cap", "CAP + CC", "cap/demo"),
     Row("cap_only", "CAP alone", "cap/demo_cap_only"),
     Row("gcl_scl", "GCL + SCL, name order (identity leak)", "gcl_scl/demo"),
-    Row(
-        "gcl_scl_camera_frame",
-        "GCL + SCL, camera_frame order",
-        "gcl_scl/demo",
-        ("gcl_scl.order=camera_frame",),
-    ),
-    Row(
-        "gcl_scl_random",
-        "GCL + SCL, random order",
-        "gcl_scl/demo",
-        ("gcl_scl.order=random",),
-        default=False,
-    ),
+    Row("gcl_scl_camera_frame", "GCL + SCL, camera_frame order", "gcl_scl/demo", CAMERA_FRAME),
+    Row("gcl_scl_random", "GCL + SCL, random order", "gcl_scl/demo", RANDOM, default=False),
     Row("csa_hps", "CSA + HPS", "csa_hps/demo"),
     Row("spcl", "SpCL", "spcl/demo"),
+    Row("spcl_extracted", "SpCL, extracted features clustered", "spcl/demo", FRESH, default=False),
     Row("ice", "ICE", "ice/demo"),
     Row("uda_cc_target_only", "Cluster Contrast, B alone", "demo", group="uda", data="B"),
     Row("uda_spcl", "SpCL UDA, A→B", "spcl/demo_uda", group="uda", data="A->B"),
