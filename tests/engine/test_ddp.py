@@ -85,15 +85,25 @@ def test_two_ranks_equal_one_process_with_bn_groups(method, tiny_synthetic, tmp_
     for key, value in ranks[0]["method"].items():  # every rank made the same memory updates
         assert torch.equal(value, ranks[1]["method"][key]), key
     for part in ("model", "method"):
+        diffs = []
         for key, value in ref[part].items():
             got = ranks[0][part][key]  # rank 0's BatchNorm statistics: DDP keeps those
             if value.is_floating_point():
-                # Adam turns float-rounding differences in near-zero gradients into steps of up
-                # to ~lr (3.5e-4): measured at most 5.2e-4 (one weight of 36,864, on one of two
-                # machines), against the 2e-3 a run without BN groups is off by
-                torch.testing.assert_close(got, value, atol=1e-3, rtol=1e-3)
+                diffs.append((got - value).abs().flatten())
             else:
                 assert torch.equal(got, value), f"{part}.{key}"
+        # Adam turns float-rounding differences in near-zero gradients into steps of ~lr
+        # (3.5e-4) for a few weights, so the bulk is compared, not the worst weight.
+        # Measured, with BN groups vs without: model (11.2M weights) 99th percentile 5.9e-5
+        # vs 1.8e-3, share above 5e-4 7e-6 vs 43 %, max 7.4e-4 (1.2e-3 in another run) vs
+        # 2.1e-3; memory bank 99th percentile 5.3e-4 vs 9.8e-2, max 1.2e-3 vs 0.18.
+        d = torch.cat(diffs)
+        q99 = torch.sort(d).values[int(0.99 * (d.numel() - 1))].item()
+        if part == "model":
+            assert q99 < 3e-4 and (d > 5e-4).float().mean().item() < 1e-4, (part, q99)
+            assert d.max().item() < 5e-3, part
+        else:
+            assert q99 < 5e-3 and d.max().item() < 2e-2, (part, q99, d.max().item())
     assert (tmp_path / "ddp" / "last.pth").is_file()  # rank 0 wrote the run folder
 
 
