@@ -88,6 +88,8 @@ def test_unsupervised_rows_are_images_and_outliers_train_as_one_image_classes():
     extracted.start_epoch(0, feats, LABELS, torch.zeros(9, dtype=torch.long))
     fresh = unit(9, 5)
     assert torch.equal(extracted.clustering_features(1, fresh, []), fresh)
+    extracted.start_epoch(1, fresh, LABELS, torch.zeros(9, dtype=torch.long))
+    assert torch.allclose(extracted.memory.bank, fresh)  # and they become the image rows
 
 
 def test_adapting_rows_are_source_classes_then_target_images():

@@ -9,7 +9,8 @@ names one (`data.source`); Table 1 of Cluster Contrast's appendix quotes both
   members' stored features, an image in no reliable cluster a class of its own.
   The stored features are what is clustered every epoch (`spcl.cluster_on=
   memory`, SpCL's paper and code: the model is extracted only once, before the
-  first epoch; `extracted` clusters the freshly extracted features instead).
+  first epoch; `extracted` clusters the freshly extracted features instead and
+  writes them into the memory's image rows, every epoch).
 - Self-paced labels (pseudo_labels/self_paced.py): the run's DBSCAN labels are
   compared with DBSCAN at eps ± `spcl.eps_gap` on the same Jaccard distance,
   and unreliable clusters (not independent, or members not compact) go back
@@ -64,7 +65,8 @@ class SpCLConfig:
     # Share of the multi-image clusters the independence threshold keeps when it is
     # set (the first epoch); fixed afterwards.
     independence_keep: float = 0.9
-    # What is clustered: the "memory"'s stored features (SpCL) or the "extracted" ones.
+    # What is clustered: the "memory"'s stored features (SpCL), or the "extracted" ones,
+    # which then also replace the memory's image rows every epoch.
     cluster_on: str = "memory"
 
     def __post_init__(self) -> None:
@@ -139,10 +141,11 @@ class SpCL(Method):
     def start_epoch(
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
     ) -> None:
-        if not self.started:  # the first epoch: the extracted features fill the memory
+        if not self.started or self.cfg.cluster_on == "extracted":
+            # the first epoch (or every epoch, `extracted`): the image rows are these features
             source = self._fresh_source
-            if source is None:
-                source = features.new_zeros(0, features.shape[1])
+            if source is None:  # none yet (alone), or carried from the last epoch (adapting)
+                source = self.memory.bank[: int(self.memory.num_source)].clone()
             self._fresh_source = None
             self.memory.reset(source.to(features.device), features)
         if self.memory.num_target != len(labels):
