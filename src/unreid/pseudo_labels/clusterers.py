@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from unreid.pseudo_labels.clustering import cluster_features, cluster_features_at
+from unreid.pseudo_labels.clustering import cluster_features_at
 from unreid.pseudo_labels.infomap_clustering import infomap_labels
 from unreid.pseudo_labels.labels import PseudoLabels
 from unreid.registry import Registry, make_lister
@@ -61,18 +61,7 @@ def dbscan_clusterer(
     true_ids: Sequence[int | None] | None,
 ) -> PseudoLabels:
     """k-reciprocal Jaccard distance, then DBSCAN (Cluster Contrast); deterministic."""
-    return cluster_features(
-        features,
-        k1=cfg.k1,
-        k2=cfg.k2,
-        eps=cfg.eps,
-        min_samples=cfg.min_samples,
-        jaccard_variant=cfg.jaccard_variant,
-        knn=cfg.knn,
-        jaccard_impl=cfg.jaccard_impl,
-        ivf_nlist=cfg.ivf_nlist or None,  # 0 in the config means "4 sqrt(N)"
-        ivf_nprobe=cfg.ivf_nprobe,
-    )
+    return dbscan_at_radii(features, cfg, [cfg.eps])[0]
 
 
 def dbscan_at_radii(
@@ -88,7 +77,7 @@ def dbscan_at_radii(
         jaccard_variant=cfg.jaccard_variant,
         knn=cfg.knn,
         jaccard_impl=cfg.jaccard_impl,
-        ivf_nlist=cfg.ivf_nlist or None,
+        ivf_nlist=cfg.ivf_nlist or None,  # 0 in the config means "4 sqrt(N)"
         ivf_nprobe=cfg.ivf_nprobe,
     )
 
