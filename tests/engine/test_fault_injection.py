@@ -1,5 +1,6 @@
 """A real training process SIGKILLed at random points (extraction, clustering, mid-epoch,
-while writing a checkpoint) and resumed ends with the uninterrupted run's weights."""
+while writing a checkpoint), each resume killed again at the next point, ends with the
+uninterrupted run's weights: one run folder survives four kills in a row."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from tiny_runs import QUIET_RUN
 from unreid.checkpoint import load_checkpoint
 
 TINY = [*QUIET_RUN, "train.iters=2", "train.epochs=2", "train.extract_batch_size=32"]
-# (point, how many times it is reached in the run before the kill: drawn below)
-RANGES = {"extract": (1, 14), "cluster": (1, 2), "step": (1, 4), "checkpoint": (1, 2)}
+EPOCHS = 2
+# how often each kill point is reached per epoch of TINY; the kill's count is drawn in
+# [1, per epoch x epochs not yet saved], so every drawn point is reached by the process
+PER_EPOCH = {"extract": 7, "cluster": 1, "step": 2, "checkpoint": 1}
 
 
 def unreid(*args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
@@ -36,9 +39,14 @@ def unreid(*args: str, kill_at: str | None = None) -> subprocess.CompletedProces
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
     ckpt = load_checkpoint(run / "last.pth")
-    assert ckpt["state"]["epoch"] == 2
+    assert ckpt["state"]["epoch"] == EPOCHS
     return {**{f"model.{k}": v for k, v in ckpt["model"].items()},
             **{f"method.{k}": v for k, v in ckpt["method"].items()}}  # fmt: skip
+
+
+def epochs_saved(run: Path) -> int:
+    last = run / "last.pth"
+    return load_checkpoint(last)["state"]["epoch"] if last.is_file() else 0
 
 
 @pytest.mark.slow
@@ -48,17 +56,21 @@ def test_killed_runs_resume_to_the_uninterrupted_weights(tiny_synthetic, tmp_pat
     assert done.returncode == 0, done.stderr
     reference = weights(tmp_path / "straight")
     rng = random.Random(0)
-    for point, (low, high) in RANGES.items():
-        count = rng.randint(low, high)
-        run = tmp_path / f"killed-{point}"
-        killed = unreid(*args, "--out", str(run), kill_at=f"{point}:{count}")
-        assert killed.returncode == -9, f"{point}:{count} was not reached: {killed.stderr[-500:]}"
-        resumed = unreid("train", "--resume", str(run), "--no-progress")
-        assert resumed.returncode == 0, f"{point}:{count}: {resumed.stderr[-2000:]}"
-        got = weights(run)
-        assert got.keys() == reference.keys()
-        for key, value in reference.items():
-            assert torch.equal(value, got[key]), f"killed at {point}:{count}: {key} differs"
-        epochs = [json.loads(x)["epoch"] for x in (run / "log.jsonl").read_text().splitlines()]
-        assert epochs == [1, 2], f"{point}:{count}: log epochs {epochs}"
-        assert not list(run.glob("*.tmp")), "stale temp files are cleaned on resume"
+    run = tmp_path / "killed"
+    launch = [*args, "--out", str(run)]
+    kills = []
+    for point, per_epoch in PER_EPOCH.items():  # checkpoint last: the others leave an epoch
+        count = rng.randint(1, per_epoch * (EPOCHS - epochs_saved(run)))
+        kills.append(f"{point}:{count}")
+        killed = unreid(*launch, kill_at=kills[-1])
+        assert killed.returncode == -9, f"{kills} was not reached: {killed.stderr[-500:]}"
+        launch = ["train", "--resume", str(run), "--no-progress"]
+    resumed = unreid(*launch)
+    assert resumed.returncode == 0, f"after {kills}: {resumed.stderr[-2000:]}"
+    got = weights(run)
+    assert got.keys() == reference.keys()
+    for key, value in reference.items():
+        assert torch.equal(value, got[key]), f"killed at {kills}: {key} differs"
+    epochs = [json.loads(x)["epoch"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2], f"after {kills}: log epochs {epochs}"
+    assert not list(run.glob("*.tmp")), "stale temp files are cleaned on resume"
