@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from unreid.data.samplers import checked_batch_inputs, checked_epoch
+
 __all__ = ["ProxyBalancedSampler"]
 
 
@@ -58,34 +60,9 @@ class ProxyBalancedSampler(Sampler[list[int]]):
         iterations: int,
         seed: int = 0,
     ) -> None:
-        labels_arr = _int_array(labels, "labels")
-        cameras_arr = _int_array(cameras, "cameras")
-        if len(labels_arr) != len(cameras_arr):
-            raise ValueError(
-                f"labels and cameras must have the same length, found {len(labels_arr)} "
-                f"and {len(cameras_arr)}"
-            )
-        for name, value in (
-            ("num_instances", num_instances),
-            ("batch_size", batch_size),
-            ("iterations", iterations),
-        ):
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"{name} must be a positive int, found {value!r}")
-        if not _is_int(seed) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, found {seed!r}")
-        if batch_size % num_instances:
-            raise ValueError(
-                f"batch_size must be a multiple of num_instances={num_instances}, "
-                f"found {batch_size}"
-            )
-        if len(labels_arr) and labels_arr.min() < -1:
-            raise ValueError(
-                f"labels must be cluster ids >= 0 or -1 for outliers, found {labels_arr.min()}"
-            )
-        kept = np.flatnonzero(labels_arr >= 0)
-        if not len(kept):
-            raise ValueError("labels must contain at least one non-outlier (>= 0), found none")
+        labels_arr, cameras_arr, kept = checked_batch_inputs(
+            labels, cameras, num_instances, batch_size, iterations, seed
+        )
 
         # proxies in (label, camera) order, each proxy's images in dataset order
         order = kept[np.lexsort((kept, cameras_arr[kept], labels_arr[kept]))]
@@ -108,9 +85,7 @@ class ProxyBalancedSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the stream of batches for `epoch` (must be a non-negative int)."""
-        if not _is_int(epoch) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int, found {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = checked_epoch(epoch)
 
     def __len__(self) -> int:
         return self.iterations
@@ -147,16 +122,3 @@ class ProxyBalancedSampler(Sampler[list[int]]):
         if len(members) >= k:
             return members[rng.choice(len(members), size=k, replace=False)].tolist()
         return rng.permutation(np.tile(members, k))[:k].tolist()
-
-
-def _is_int(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | np.integer)
-
-
-def _int_array(values: Sequence[int], name: str) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D sequence of ints, found shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name} must hold integers, found dtype {arr.dtype}")
-    return arr.astype(np.int64)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-__all__ = ["PKSampler"]
+__all__ = ["PKSampler", "checked_batch_inputs", "checked_epoch"]
 
 
 class PKSampler(Sampler[list[int]]):
@@ -62,30 +62,9 @@ class PKSampler(Sampler[list[int]]):
         iterations: int,
         seed: int = 0,
     ) -> None:
-        labels_arr = _int_array(labels, "labels")
-        cameras_arr = _int_array(cameras, "cameras")
-        if len(labels_arr) != len(cameras_arr):
-            raise ValueError(
-                f"labels and cameras must have the same length, found {len(labels_arr)} "
-                f"and {len(cameras_arr)}"
-            )
-        _check_positive_int(num_instances, "num_instances")
-        _check_positive_int(batch_size, "batch_size")
-        _check_positive_int(iterations, "iterations")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, found {seed!r}")
-        if batch_size % num_instances:
-            raise ValueError(
-                f"batch_size must be a multiple of num_instances={num_instances}, "
-                f"found {batch_size}"
-            )
-        if len(labels_arr) and labels_arr.min() < -1:
-            raise ValueError(
-                f"labels must be cluster ids >= 0 or -1 for outliers, found {labels_arr.min()}"
-            )
-        kept = np.flatnonzero(labels_arr >= 0)
-        if not len(kept):
-            raise ValueError("labels must contain at least one non-outlier (>= 0), found none")
+        labels_arr, cameras_arr, kept = checked_batch_inputs(
+            labels, cameras, num_instances, batch_size, iterations, seed
+        )
 
         order = kept[np.argsort(labels_arr[kept], kind="stable")]
         _, starts = np.unique(labels_arr[order], return_index=True)
@@ -107,9 +86,7 @@ class PKSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the stream of batches for `epoch` (must be a non-negative int)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int, found {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = checked_epoch(epoch)
 
     def __len__(self) -> int:
         return self.iterations
@@ -158,6 +135,53 @@ class PKSampler(Sampler[list[int]]):
         return [int(members[anchor])] + members[partners].tolist()
 
 
+def checked_batch_inputs(
+    labels: Sequence[int],
+    cameras: Sequence[int],
+    num_instances: int,
+    batch_size: int,
+    iterations: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch sampler's arguments checked once for every sampler: (labels, cameras, the
+    indices of non-outliers), or an error naming the argument, what it must be and what
+    was found."""
+    labels_arr = _int_array(labels, "labels")
+    cameras_arr = _int_array(cameras, "cameras")
+    if len(labels_arr) != len(cameras_arr):
+        raise ValueError(
+            f"labels and cameras must have the same length, found {len(labels_arr)} "
+            f"and {len(cameras_arr)}"
+        )
+    _check_positive_int(num_instances, "num_instances")
+    _check_positive_int(batch_size, "batch_size")
+    _check_positive_int(iterations, "iterations")
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, found {seed!r}")
+    if batch_size % num_instances:
+        raise ValueError(
+            f"batch_size must be a multiple of num_instances={num_instances}, found {batch_size}"
+        )
+    if len(labels_arr) and labels_arr.min() < -1:
+        raise ValueError(
+            f"labels must be cluster ids >= 0 or -1 for outliers, found {labels_arr.min()}"
+        )
+    kept = np.flatnonzero(labels_arr >= 0)
+    if not len(kept):
+        raise ValueError("labels must contain at least one non-outlier (>= 0), found none")
+    return labels_arr, cameras_arr, kept
+
+
+def checked_epoch(epoch: int) -> int:
+    if not _is_int(epoch) or epoch < 0:
+        raise ValueError(f"epoch must be a non-negative int, found {epoch!r}")
+    return int(epoch)
+
+
+def _is_int(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | np.integer)
+
+
 def _int_array(values: Sequence[int], name: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1:
@@ -170,5 +194,5 @@ def _int_array(values: Sequence[int], name: str) -> np.ndarray:
 
 
 def _check_positive_int(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+    if not _is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive int, found {value!r}")
