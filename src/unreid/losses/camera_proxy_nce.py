@@ -86,22 +86,36 @@ def inter_camera_nce(
         raise ValueError(f"hard_negatives must be >= 1, found {hard_negatives}")
     if positives not in _POSITIVES:
         raise ValueError(f"positives must be one of {_POSITIVES}, found {positives!r}")
-    sims = F.normalize(x, dim=1) @ bank.to(x.dtype).T
-    logits = sims / temperature
     same = proxy_cluster.view(1, -1) == targets.view(-1, 1)
     pos = same
     if positives == "other_cameras":
         pos = same & (proxy_camera.view(1, -1) != cameras.view(-1, 1))
+    per_sample, valid = hard_negative_proxy_terms(x, bank, same, pos, temperature, hard_negatives)
+    return _per_camera_sum(per_sample, cameras, valid)
+
+
+def hard_negative_proxy_terms(
+    x: Tensor, bank: Tensor, same: Tensor, pos: Tensor, temperature: float, hard_negatives: int
+) -> tuple[Tensor, Tensor]:
+    """Per-sample -1/|P| Σ_{p∈P} log softmax over P ∪ (the k hardest proxies not `same`).
+
+    `same` (B, P) marks the proxies of a sample's own cluster (never negatives), `pos`
+    the positives among them. Returns (per-sample loss, rows with a positive); rows
+    without one are 0 and must be left out by the caller. Shared by CAP's inter-camera
+    term and ICE's proxy term, which differ only in which proxies are positives.
+    """
+    sims = F.normalize(x, dim=1) @ bank.to(x.dtype).T
+    logits = sims / temperature
     k = min(hard_negatives, bank.shape[0])
     neg_sims, neg_idx = sims.detach().masked_fill(same, float("-inf")).topk(k, dim=1)
+    # fewer than k other-cluster proxies: the surplus picks are own-cluster ones, dropped
     neg_logits = logits.gather(1, neg_idx).masked_fill(torch.isinf(neg_sims), float("-inf"))
     pos_logits = logits.masked_fill(~pos, float("-inf"))
     n_pos = pos.sum(dim=1)
     valid = n_pos > 0
-    # rows without a positive get finite dummies: they are dropped below, and an
+    # rows without a positive get finite dummies: they are dropped by the caller, and an
     # all -inf logsumexp would send NaN through the backward pass
     terms = torch.cat([pos_logits, neg_logits], dim=1).masked_fill(~valid.view(-1, 1), 0.0)
     lse = torch.logsumexp(terms, dim=1, keepdim=True)
     log_prob = torch.where(pos, logits - lse, 0.0)
-    per_sample = -log_prob.sum(dim=1) / n_pos.clamp(min=1)
-    return _per_camera_sum(per_sample, cameras, valid)
+    return -log_prob.sum(dim=1) / n_pos.clamp(min=1), valid

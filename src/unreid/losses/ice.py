@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from unreid.losses.camera_proxy_nce import hard_negative_proxy_terms
 from unreid.losses.checks import check_ids, check_loss_inputs, check_shape
 
 __all__ = ["PROXY_REDUCTIONS", "ice_hard_instance_nce", "ice_proxy_nce", "ice_soft_consistency"]
@@ -63,20 +64,12 @@ def ice_proxy_nce(
         raise ValueError(f"hard_negatives must be >= 1, found {hard_negatives}")
     if reduction not in PROXY_REDUCTIONS:
         raise ValueError(f"reduction must be one of {PROXY_REDUCTIONS}, found {reduction!r}")
-    sims = F.normalize(x, dim=1) @ bank.to(x.dtype).T
-    logits = sims / temperature
     pos = proxy_cluster.view(1, -1) == targets.view(-1, 1)
     n_pos = pos.sum(dim=1)
     if bool((n_pos == 0).any()):
         i = int((n_pos == 0).nonzero()[0])
         raise ValueError(f"cluster {int(targets[i])} has no proxy in the bank")
-    k = min(hard_negatives, bank.shape[0])
-    neg_sims, neg_idx = sims.detach().masked_fill(pos, float("-inf")).topk(k, dim=1)
-    # fewer than k other-cluster proxies: the surplus picks are positives, dropped here
-    neg_logits = logits.gather(1, neg_idx).masked_fill(torch.isinf(neg_sims), float("-inf"))
-    pos_logits = logits.masked_fill(~pos, float("-inf"))
-    lse = torch.logsumexp(torch.cat([pos_logits, neg_logits], dim=1), dim=1, keepdim=True)
-    per_sample = -torch.where(pos, logits - lse, 0.0).sum(dim=1) / n_pos
+    per_sample, _ = hard_negative_proxy_terms(x, bank, pos, pos, temperature, hard_negatives)
     if reduction == "mean":
         return per_sample.mean()
     _, slot, counts = torch.unique(cameras, return_inverse=True, return_counts=True)
