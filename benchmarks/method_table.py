@@ -25,6 +25,7 @@ class RunResult:
     rank1: float | None = None
     wall_s: float | None = None  # None: finished, but not timed by the benchmark
     error: str | None = None  # a failed run: what happened and where its log is
+    start_mAP: float | None = None  # test mAP before training (epoch 0), when evaluated
 
     @property
     def ok(self) -> bool:
@@ -74,6 +75,7 @@ class RowStats:
     wall_mean: float
     paired: Paired | None
     failed: list[RunResult] = field(default_factory=list)
+    start_mean: float = math.nan  # mean test mAP before training, over the runs that have it
 
 
 def row_stats(label: str, results: list[RunResult], baseline: list[RunResult] | None) -> RowStats:
@@ -96,6 +98,7 @@ def row_stats(label: str, results: list[RunResult], baseline: list[RunResult] | 
         mean(walls),
         paired,
         [r for r in results if not r.ok],
+        mean([r.start_mAP for r in good if r.start_mAP is not None]),  # type: ignore[misc]
     )
 
 
@@ -120,7 +123,9 @@ def clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
-COLUMNS = ("method", "seeds", "mAP", "R1", "Δ mAP vs baseline", "wins", "wall / run")
+COLUMNS = (
+    "method", "seeds", "mAP at start", "mAP", "R1", "Δ mAP vs baseline", "wins", "wall / run"
+)  # fmt: skip
 
 
 def cells(s: RowStats) -> list[str]:
@@ -133,6 +138,7 @@ def cells(s: RowStats) -> list[str]:
     return [
         s.label,
         f"{s.n}{failed}",
+        pm(s.start_mean, math.nan),
         pm(s.map_mean, s.map_std),
         pm(s.r1_mean, s.r1_std),
         delta,
@@ -179,6 +185,7 @@ def group_table(
         f"{title}{budget}.",
         f"Seeds {' '.join(map(str, seeds))} vary train.seed (weights init, P×K sampler, "
         "augmentation); the dataset stays the same.",
+        "mAP at start: test mAP of the weights training starts from (epoch 0), mean; "
         "mAP / R1: test split after the last epoch, % mean ± sample std (n − 1) over seeds; "
         f"Δ mAP: row − {base_label} on the same seed, mean ± sample std over the seeds both "
         "have; wins: seeds where the row is higher.",

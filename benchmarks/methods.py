@@ -32,6 +32,13 @@ under the table with its log and makes the exit status 1. Runs go seed by seed,
 so an interrupted benchmark has whole seeds to pair. `--jobs J` runs J at once
 with `train.threads` = cores // J (default: 1 on a CPU, cores // 2 with CUDA).
 
+`--regime pretrained` is the CPU's stand-in for ImageNet weights: the preset
+`cluster_contrast/pretrain_demo` is trained once with the true identities on a third
+synthetic domain, P (other people, cool and bright), and every row then trains
+unsupervised on A from its `last.pth` (`model.pretrained=...`, so the rows' folders differ
+from the random-init ones). The column "mAP at start" is each row's test mAP before
+training (epoch 0), so what a method adds to its starting weights is visible.
+
 The synthetic sets are written into the cache folder (`UNREID_CACHE`, default
 ~/.cache/unreid) when missing, as `unreid demo` does; `--data-a` / `--data-b`
 use existing folders instead.
@@ -43,14 +50,11 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import yaml
+from method_runs import Planned, run_all
 from method_table import RunResult, failures, group_table, row_stats
 
 from unreid.cli.common import cache_dir
@@ -92,9 +96,21 @@ OUT = Path(__file__).resolve().parent / "out" / "methods"  # ignored by git (/be
 BASELINES = {"demo": "cc", "uda": "uda_cc_target_only"}
 # A: the demo's set (the folder `unreid demo` writes); B: another domain (docs/datasets.md)
 B_SET = SynthConfig(ids=200, seed=1, warmth=0.25, exposure=-0.3, scenery_saturation=0.7)
+# P: the pretraining domain of `--regime pretrained` (other people, cool and bright)
+P_SET = SynthConfig(ids=200, seed=2, warmth=-0.2, exposure=0.2, scenery_saturation=0.5)
 SETS = {
     "A": ("synthetic-demo-ids200-seed0", SynthConfig(ids=200, seed=0)),
     "B": ("synthetic-b-ids200-seed1", replace(B_SET, colour_cast=0.1, lighting=0.15)),
+    "P": ("synthetic-p-ids200-seed2", P_SET),
+}
+# --regime pretrained: every row starts from this run's last.pth (identities known on P)
+PRETRAIN = Row(
+    "pretrain", "Cluster Contrast on true identities", "cluster_contrast/pretrain_demo", data="P"
+)
+REGIMES = {
+    "random": "every run starts from random init (model.pretrained=none)",
+    "pretrained": "every run starts from one ResNet-18 trained with true identities on "
+    "synthetic set P (200 ids, data seed 2, cool and bright; preset cluster_contrast/pretrain_demo)",
 }
 TITLES = {
     "demo": "synthetic set A (the demo's: 200 ids, data seed 0)",
@@ -179,21 +195,6 @@ def data_overrides(row: Row, roots: dict[str, Path]) -> list[str]:
     return [f"data.root={roots[row.data]}"]
 
 
-@dataclass(frozen=True)
-class Planned:
-    """One (row, seed) run: its folder and the `unreid train` command line."""
-
-    row: Row
-    seed: int
-    run_dir: Path
-    overrides: tuple[str, ...]
-
-    @property
-    def command(self) -> tuple[str, ...]:
-        head = (sys.executable, "-m", "unreid", "train", "--config", self.row.preset)
-        return (*head, "--out", str(self.run_dir), "--no-progress", "--overwrite", *self.overrides)
-
-
 def plan(
     row: Row, seeds: list[int], out: Path, roots: dict[str, Path], extra: list[str], threads: int
 ) -> list[Planned]:
@@ -210,73 +211,6 @@ def plan(
     return runs
 
 
-def read_result(p: Planned) -> RunResult | None:
-    """The finished run's last-epoch test metrics from its folder; None if not finished."""
-    config, log_path = p.run_dir / "config.yaml", p.run_dir / "log.jsonl"
-    if not (config.is_file() and log_path.is_file()):
-        return None
-    epochs = (yaml.safe_load(config.read_text()) or {}).get("train", {}).get("epochs")
-    records = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
-    last = [r for r in records if r.get("epoch") == epochs and "test" in r]
-    if epochs is None or not last:
-        return None
-    timing = p.run_dir / "benchmark.json"
-    wall = json.loads(timing.read_text()).get("wall_s") if timing.is_file() else None
-    test = last[-1]["test"]
-    return RunResult(p.seed, p.run_dir, test["mAP"], test["rank1"], wall)
-
-
-def execute(p: Planned) -> RunResult:
-    """Run one training subprocess, output into `train.log`; its result or its failure."""
-    p.run_dir.mkdir(parents=True, exist_ok=True)
-    log = p.run_dir / "train.log"
-    (p.run_dir / "benchmark.json").unlink(missing_ok=True)
-    started = time.time()
-    with open(log, "w") as f:
-        f.write(" ".join(p.command) + "\n")
-        f.flush()
-        rc = subprocess.run(p.command, stdout=f, stderr=subprocess.STDOUT).returncode
-    wall = time.time() - started
-    if rc != 0:
-        lines = [x for x in log.read_text().splitlines() if x.strip()]
-        return RunResult(p.seed, p.run_dir, error=f"exit {rc}: {lines[-1][:300]} (log {log})")
-    (p.run_dir / "benchmark.json").write_text(
-        json.dumps({"wall_s": round(wall, 1), "command": list(p.command)}, indent=1)
-    )
-    done = read_result(p)
-    if done is None:
-        return RunResult(p.seed, p.run_dir, error=f"no last-epoch test metrics (log {log})")
-    return done
-
-
-def describe(p: Planned, r: RunResult) -> str:
-    if not r.ok:
-        return f"{p.row.name} seed {p.seed}: FAILED {r.error}"
-    wall = "" if r.wall_s is None else f" ({r.wall_s:.0f} s)"
-    return f"{p.row.name} seed {p.seed}: mAP {100 * r.mAP:.1f} R1 {100 * r.rank1:.1f}{wall}"
-
-
-def run_all(runs: list[Planned], jobs: int) -> dict[tuple[str, int], RunResult]:
-    """Finished runs read back, the others executed `jobs` at a time (in list order)."""
-    results: dict[tuple[str, int], RunResult] = {}
-    todo = []
-    for p in runs:
-        done = read_result(p)
-        if done is None:
-            todo.append(p)
-        else:
-            results[p.row.name, p.seed] = done
-    print(f"{len(results)} of {len(runs)} runs already finished, {len(todo)} to run "
-          f"({jobs} at a time)", file=sys.stderr)  # fmt: skip
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(execute, p): p for p in todo}
-        for i, fut in enumerate(as_completed(futures), 1):
-            p = futures[fut]
-            results[p.row.name, p.seed] = fut.result()
-            print(f"[{i}/{len(todo)}] {describe(p, results[p.row.name, p.seed])}", file=sys.stderr)
-    return results
-
-
 def tables(
     rows: list[Row],
     seeds: list[int],
@@ -284,6 +218,7 @@ def tables(
     extra: list[str],
     markdown: bool,
     given: dict[str, str | None],
+    regime: str = "random",
 ) -> tuple[str, list[str]]:
     """One table per group, each under a header saying what was varied and what was fixed."""
     by_name = {r.name: r for r in rows}
@@ -298,6 +233,7 @@ def tables(
         ]
         title = f"Methods, demo budget ({group}): {TITLES[group]}"
         title += "".join(f"; set {k} read from {v}" for k, v in given.items() if v)
+        title += f"; {REGIMES[regime]}"
         out.append(group_table(title, seeds, base_row.label, stats, extra, markdown))
         failed += failures(stats)
     return "\n".join(out), failed
@@ -325,6 +261,33 @@ def validate(runs: list[Planned]) -> None:
             raise BenchmarkError(f"row {p.row.name!r} ({p.row.preset}): {err}") from None
 
 
+def check_pretrained_request(rows: list[Row], overrides: list[str]) -> None:
+    """The pretrained regime compares methods on set A; it refuses what it cannot honour."""
+    if any(o.split("=")[0].strip() == "model.pretrained" for o in overrides):
+        raise BenchmarkError("model.pretrained is what --regime pretrained sets; do not --set it")
+    adapting = [r.name for r in rows if r.group != "demo"]
+    if adapting:
+        raise BenchmarkError(
+            f"--regime pretrained runs the demo group only (set A); asked for {adapting}: "
+            "the uda rows carry domain-specific BN, which a plain pretrained ResNet does not fill"
+        )
+
+
+def pretrain(p: Planned) -> bool:
+    """Train the regime's starting weights once (read back when finished); False if it failed."""
+    done = run_all([p], 1)[p.row.name, p.seed]
+    if not done.ok:
+        print(f"pretraining on set P failed, so no row can start: {done.error}", file=sys.stderr)
+        return False
+    untrained = "" if done.start_mAP is None else f", from {100 * done.start_mAP:.1f} untrained"
+    print(
+        f"pretrained weights: {p.run_dir / 'last.pth'} (test mAP on set P "
+        f"{100 * done.mAP:.1f}{untrained})",
+        file=sys.stderr,
+    )
+    return True
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -337,6 +300,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="config overrides for every run (e.g. train.epochs=4)")  # fmt: skip
     ap.add_argument("--data-a", help="synthetic set A folder (default: the demo's, cached)")
     ap.add_argument("--data-b", help="synthetic set B folder (default: cached)")
+    ap.add_argument("--data-p", help="pretraining set P folder (default: cached)")
+    ap.add_argument("--regime", choices=tuple(REGIMES), default="random",
+                    help="random init, or start from weights pretrained on set P (trained "
+                    "once, then read back)")  # fmt: skip
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
     return ap.parse_args(argv)
@@ -366,20 +333,32 @@ def main(argv: list[str] | None = None) -> int:
         for note in notes:
             print(note, file=sys.stderr)
         roles = {part for r in rows for part in r.data.split("->")}
-        given = {"A": args.data_a, "B": args.data_b}
+        if args.regime == "pretrained":
+            check_pretrained_request(rows, args.overrides)
+            roles.add("P")
+        given = {"A": args.data_a, "B": args.data_b, "P": args.data_p}
         roots = prepare_data(roles, given)
         jobs = args.jobs or auto_jobs()
         threads = max(1, cores() // jobs)
+        start, pretraining = [], None
+        if args.regime == "pretrained":  # alone, before the rows: all the cores
+            pretraining = plan(PRETRAIN, [0], Path(args.out), roots, args.overrides, cores())[0]
+            start = [f"model.pretrained={pretraining.run_dir / 'last.pth'}"]
         per_row = [
-            plan(r, args.seeds, Path(args.out), roots, args.overrides, threads) for r in rows
+            plan(r, args.seeds, Path(args.out), roots, [*start, *args.overrides], threads)
+            for r in rows
         ]
         runs = [per_row[i][k] for k in range(len(args.seeds)) for i in range(len(rows))]
-        validate(runs)
+        validate(runs if pretraining is None else [pretraining, *runs])
     except BenchmarkError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if pretraining is not None and not pretrain(pretraining):
+        return 1
     results = run_all(runs, jobs)
-    text, failed = tables(rows, args.seeds, results, args.overrides, args.markdown, given)
+    text, failed = tables(
+        rows, args.seeds, results, args.overrides, args.markdown, given, args.regime
+    )
     print(text, end="")
     if failed:
         print("\nfailed runs (not in the statistics):\n" + "\n".join(failed))

@@ -16,11 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tiny_runs import QUIET_RUN
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))  # methods.py imports its sibling method_table
+import method_runs as mr  # noqa: E402
 import method_table as mt  # noqa: E402
 
 
@@ -36,8 +38,9 @@ def load_script():
 bm = load_script()
 
 
-def result(seed: int, m: float | None, r1: float | None = None, wall=None, error=None):
-    return mt.RunResult(seed, Path(f"run{seed}"), m, r1 if r1 is not None else m, wall, error)
+def result(seed, m, r1=None, wall=None, error=None, start=None):
+    r1 = r1 if r1 is not None else m
+    return mt.RunResult(seed, Path(f"run{seed}"), m, r1, wall, error, start)
 
 
 def test_statistics_match_hand_computed_values():
@@ -72,15 +75,17 @@ def test_paired_difference_uses_only_shared_seeds_and_strict_wins():
 
 def test_table_text_and_markdown():
     cc = [result(0, 0.80, 0.90, 60), result(1, 0.70, 0.80, 70), result(2, 0.90, 1.00, 80)]
-    row = [result(0, 0.85, 0.95, 100), result(1, 0.65), result(2, None, error="boom")]
+    row = [result(0, 0.85, 0.95, 100, start=0.2), result(1, 0.65, start=0.3)]
+    row.append(result(2, None, error="boom", start=0.9))  # a failed run's start is left out
     stats = [mt.row_stats("CC", cc, None), mt.row_stats("X", row, cc)]
     text = mt.format_table(stats, "CC")
     assert "80.0 ± 10.0" in text and "(baseline)" in text and "1:10" in text
     assert "75.0 ± 14.1" in text and "+0.0 ± 7.1" in text and "1/2" in text
     assert "2 (1 failed)" in text
     md = mt.format_table(stats, "CC", markdown=True).splitlines()
-    assert md[0].startswith("| method | seeds | mAP | R1 | Δ mAP vs CC |")
-    assert md[2] == "| CC | 3 | 80.0 ± 10.0 | 90.0 ± 10.0 | (baseline) |  | 1:10 |"
+    assert md[0].startswith("| method | seeds | mAP at start | mAP | R1 | Δ mAP vs CC |")
+    assert md[2] == "| CC | 3 | – | 80.0 ± 10.0 | 90.0 ± 10.0 | (baseline) |  | 1:10 |"
+    assert md[3].startswith("| X | 2 (1 failed) | 25.0 | 75.0 ± 14.1 |")
 
 
 def test_a_missing_preset_is_an_error_by_name_or_a_note_in_a_group(monkeypatch, capsys):
@@ -121,7 +126,7 @@ def test_resuming_skips_finished_runs(monkeypatch, tmp_path, capsys):
         launched.append((p.row.name, p.seed, p.run_dir))
         return mt.RunResult(p.seed, p.run_dir, 0.9, 1.0, 40.0)
 
-    monkeypatch.setattr(bm, "execute", execute)
+    monkeypatch.setattr(mr, "execute", execute)
     argv = ["--rows", "cc", "--seeds", "0", "1", "2", "--out", str(out), "--data-a", str(data)]
     assert bm.main([*argv, "--jobs", "1", "--set", *extra]) == 0
     assert launched == [("cc", 2, runs[2].run_dir)]
@@ -181,3 +186,54 @@ def test_end_to_end_table_equals_the_run_folders(tiny_synthetic, tmp_path, capsy
     assert bm.main(cmd[2:]) == 0  # again, in this process: every run is read back
     again = capsys.readouterr()
     assert "4 of 4 runs already finished" in again.err and again.out == done.stdout
+
+
+def test_pretrained_regime_refuses_what_it_cannot_honour(capsys):
+    assert bm.main(["--regime", "pretrained", "--rows", "uda"]) == 2
+    assert "demo group only" in capsys.readouterr().err
+    argv = ["--regime", "pretrained", "--rows", "cc", "--set", "model.pretrained=x.pth"]
+    assert bm.main(argv) == 2
+    assert "model.pretrained is what --regime pretrained sets" in capsys.readouterr().err
+
+
+def test_rows_do_not_start_when_pretraining_fails(monkeypatch, tmp_path, capsys):
+    launched = []
+
+    def execute(p):
+        launched.append(p.row.name)
+        return mt.RunResult(p.seed, p.run_dir, error="exit 1: boom (log x)")
+
+    monkeypatch.setattr(mr, "execute", execute)
+    data = tmp_path / "data"
+    data.mkdir()
+    argv = ["--regime", "pretrained", "--rows", "cc", "--seeds", "0", "--out", str(tmp_path)]
+    argv += ["--data-a", str(data), "--data-p", str(data), "--jobs", "1"]
+    assert bm.main(argv) == 1
+    assert launched == ["pretrain"]
+    assert "pretraining on set P failed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_pretrained_regime_starts_every_row_from_the_pretraining_run(
+    tiny_synthetic, tiny_synthetic_b, tmp_path
+):
+    out = tmp_path / "out"
+    budget = [*QUIET_RUN, "eval.at_start=true", "train.epochs=1", "train.iters=2"]
+    cmd = [sys.executable, str(BENCH / "methods.py"), "--regime", "pretrained", "--rows", "cc"]
+    cmd += ["--seeds", "0", "--out", str(out), "--data-a", str(tiny_synthetic)]
+    cmd += ["--data-p", str(tiny_synthetic_b), "--markdown", "--set", *budget]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (pretrained,) = out.glob("pretrain-*/seed0")
+    pre = yaml.safe_load((pretrained / "config.yaml").read_text())
+    assert pre["train"]["ground_truth"] is True
+    assert Path(pre["data"]["root"]) == tiny_synthetic_b.resolve()
+    (run,) = out.glob("cc-*/seed0")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"]["pretrained"] == str(pretrained / "last.pth")
+    assert not cfg["train"].get("ground_truth")  # the rows themselves are unsupervised
+    start = json.loads((run / "log.jsonl").read_text().splitlines()[0])
+    assert start["epoch"] == 0
+    row = table_rows(done.stdout)["Cluster Contrast"]
+    assert row[2] == f"{100 * start['test']['mAP']:.1f}"  # mAP at start: the row's epoch 0
+    assert "trained with true identities on synthetic set P" in done.stdout
