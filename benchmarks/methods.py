@@ -108,9 +108,10 @@ PRETRAIN = Row(
     "pretrain", "Cluster Contrast on true identities", "cluster_contrast/pretrain_demo", data="P"
 )
 REGIMES = {
-    "random": "every run starts from random init (model.pretrained=none)",
+    "random": "every run starts from its preset's model.pretrained (none in the demo presets)",
     "pretrained": "every run starts from one ResNet-18 trained with true identities on "
-    "synthetic set P (200 ids, data seed 2, cool and bright; preset cluster_contrast/pretrain_demo)",
+    "synthetic set P (200 ids, data seed 2, cool and bright; "
+    "preset cluster_contrast/pretrain_demo)",
 }
 TITLES = {
     "demo": "synthetic set A (the demo's: 200 ids, data seed 0)",
