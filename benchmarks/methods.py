@@ -76,6 +76,7 @@ class Row:
 
 CAMERA_FRAME, RANDOM = ("gcl_scl.order=camera_frame",), ("gcl_scl.order=random",)
 FRESH = ("spcl.cluster_on=extracted",)  # a diagnosis row: SpCL clustering fresh features
+STREAM = ("train.sampler=pk_stream",)  # a diagnosis row: SpCL with the reference's batches
 ROWS = [
     Row("cc", "Cluster Contrast", "demo"),
     Row("hhcl", "HHCL", "hhcl/demo"),
@@ -87,6 +88,7 @@ ROWS = [
     Row("csa_hps", "CSA + HPS", "csa_hps/demo"),
     Row("spcl", "SpCL", "spcl/demo"),
     Row("spcl_extracted", "SpCL, extracted features clustered", "spcl/demo", FRESH, default=False),
+    Row("spcl_stream", "SpCL, reference batches (pk_stream)", "spcl/demo", STREAM, default=False),
     Row("ice", "ICE", "ice/demo"),
     Row("uda_cc_target_only", "Cluster Contrast, B alone", "demo", group="uda", data="B"),
     Row("uda_spcl", "SpCL UDA, A→B", "spcl/demo_uda", group="uda", data="A->B"),

@@ -24,7 +24,7 @@ ON_DEGENERATE = ("stop", "skip")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 BN_RUNNING_STATS = ("first", "mean")
 # Batch samplers (data/epoch_batches.py maps each name to its class) and epoch lengths.
-SAMPLERS = ("pk", "proxy_balanced")
+SAMPLERS = ("pk", "pk_stream", "proxy_balanced")
 EPOCH_LENGTHS = ("iters", "one_pass")
 
 
@@ -182,8 +182,10 @@ class TrainConfig:
     # times the step decay; 0 = off (the plain step schedule).
     warmup_epochs: int = 0
     warmup_factor: float = 0.01
-    # Batches: "pk" (P pseudo identities x K, partners preferring other cameras) or
-    # "proxy_balanced" (CAP's: P camera-aware proxies, i.e. (cluster, camera) pairs, x K).
+    # Batches: "pk" (P pseudo identities x K, partners preferring other cameras),
+    # "pk_stream" (the reference code's: identities in turn, K images each but one for a
+    # one-image class, cut into batches; single process only) or "proxy_balanced"
+    # (CAP's: P camera-aware proxies, i.e. (cluster, camera) pairs, x K).
     sampler: str = "pk"
     # Steps per epoch: "iters" (a fixed train.iters) or "one_pass" (CAP's epoch: this
     # epoch's clustered images // batch size, so one pass over the data in images).

@@ -163,7 +163,7 @@ def test_one_pass_adapting_is_the_target_pass_and_the_source_follows() -> None:
 
 
 def test_plan_rejects_unknown_sampler_and_epoch_length() -> None:
-    with pytest.raises(ValueError, match="sampler must be one of pk, proxy_balanced"):
+    with pytest.raises(ValueError, match="sampler must be one of pk, pk_stream, proxy_balanced"):
         LoaderPlan(2, 5, seed=7, sampler="random")
     with pytest.raises(ValueError, match="epoch_length must be 'iters' or 'one_pass'"):
         LoaderPlan(2, 5, seed=7, epoch_length="epochs")

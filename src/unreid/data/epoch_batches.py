@@ -27,12 +27,14 @@ from unreid.data.domain_batches import MixedDomainBatches, Step, single_domain
 from unreid.data.proxy_sampler import ProxyBalancedSampler
 from unreid.data.samplers import PKSampler
 from unreid.data.source_domain import SourceDomain
+from unreid.data.stream_sampler import StreamPKSampler
 
 SOURCE_STREAM = 1
 """Offset added to `seed` for the source sampler, so the two domains draw independently."""
 
 SAMPLERS: dict[str, type[PKSampler] | type[ProxyBalancedSampler]] = {
     "pk": PKSampler,
+    "pk_stream": StreamPKSampler,
     "proxy_balanced": ProxyBalancedSampler,
 }
 """`train.sampler` names -> batch samplers (same arguments, same determinism contract)."""

@@ -23,6 +23,7 @@ from unreid.engine.recorder import RunRecorder
 from unreid.engine.setup import TrainingRun, build_run, resolve_device, seed_everything
 from unreid.engine.steps import train_one_epoch
 from unreid.engine.training_data import TrainingData, load_training_data
+from unreid.errors import ConfigError
 from unreid.faults import kill_point
 from unreid.features import Extractor
 from unreid.models.dsbn import ALL_ROWS, source_rows
@@ -51,6 +52,7 @@ def train(
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     ctx = DistContext.from_env(resolve_device(cfg.train.device))
+    plan = loader_plan(cfg, ctx)  # before any folder or data: it may refuse the sampler
     recorder = RunRecorder(cfg, resume, overwrite, main=ctx.is_main())  # never clobbers a run
     data = load_training_data(cfg, progress and ctx.is_main())
     run = build_run(cfg, data, ctx)
@@ -60,7 +62,6 @@ def train(
         d.height, d.width, t.extract_batch_size, d.workers, ctx.device, show, run.precision, ctx
     )
     evaluate = extract.with_batch_size(cfg.eval.batch_size)
-    plan = loader_plan(cfg, ctx)
 
     def metrics(split: str):
         return evaluate_model(run.model, *data.split(split), evaluate, rerank=cfg.eval.rerank)
@@ -100,6 +101,11 @@ def train(
 
 def loader_plan(cfg: Config, ctx: DistContext) -> LoaderPlan:
     t, d = cfg.train, cfg.data
+    if ctx.distributed and t.sampler == "pk_stream":
+        raise ConfigError(
+            "train.sampler='pk_stream' cuts batches across identities, so they cannot be "
+            "split by identity over DDP ranks; use train.sampler=pk under torchrun"
+        )
     split = (
         (lambda batches: RankBatches(batches, ctx, t.num_instances)) if ctx.distributed else None
     )
