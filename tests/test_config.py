@@ -272,7 +272,10 @@ def test_cap_alone_presets_carry_the_authors_recipe():
 @pytest.mark.parametrize(
     ("override", "pattern"),
     [
-        ("train.sampler=random", r"train\.sampler='random': must be one of pk, pk_stream, proxy_balanced"),
+        (
+            "train.sampler=random",
+            r"train\.sampler='random': must be one of pk, pk_stream, proxy_balanced",
+        ),
         ("train.warmup_epochs=1.5", r"train\.warmup_epochs expects int"),
         (
             "train.epoch_length=epochs",
