@@ -51,6 +51,8 @@ class ProxyBalancedSampler(Sampler[list[int]]):
     `set_epoch` every epoch and a resumed run replays the same batches.
     """
 
+    groups_of_k = True  # every batch is whole runs of K: DDP ranks split it by proxy
+
     def __init__(
         self,
         labels: Sequence[int],

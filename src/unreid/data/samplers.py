@@ -53,6 +53,8 @@ class PKSampler(Sampler[list[int]]):
     run replays the same batches.
     """
 
+    groups_of_k = True  # every batch is whole runs of K: DDP ranks split it by identity
+
     def __init__(
         self,
         labels: Sequence[int],

@@ -39,6 +39,8 @@ class StreamPKSampler(PKSampler):
     Same arguments and determinism contract as `PKSampler` (`set_epoch` every epoch).
     """
 
+    groups_of_k = False  # batches cut across identities: not splittable over DDP ranks
+
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         size, made, pending = self.batch_size, 0, []

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from unreid.config import Config
-from unreid.data.epoch_batches import LoaderPlan, epoch_batches
+from unreid.data.epoch_batches import SAMPLERS, LoaderPlan, epoch_batches
 from unreid.distributed import DistContext, RankBatches
 from unreid.engine.evaluate import evaluate_model
 from unreid.engine.recorder import RunRecorder
@@ -101,9 +101,9 @@ def train(
 
 def loader_plan(cfg: Config, ctx: DistContext) -> LoaderPlan:
     t, d = cfg.train, cfg.data
-    if ctx.distributed and t.sampler == "pk_stream":
+    if ctx.distributed and not SAMPLERS[t.sampler].groups_of_k:
         raise ConfigError(
-            "train.sampler='pk_stream' cuts batches across identities, so they cannot be "
+            f"train.sampler={t.sampler!r} cuts batches across identities, so they cannot be "
             "split by identity over DDP ranks; use train.sampler=pk under torchrun"
         )
     split = (

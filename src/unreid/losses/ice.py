@@ -65,11 +65,10 @@ def ice_proxy_nce(
     if reduction not in PROXY_REDUCTIONS:
         raise ValueError(f"reduction must be one of {PROXY_REDUCTIONS}, found {reduction!r}")
     pos = proxy_cluster.view(1, -1) == targets.view(-1, 1)
-    n_pos = pos.sum(dim=1)
-    if bool((n_pos == 0).any()):
-        i = int((n_pos == 0).nonzero()[0])
+    per_sample, valid = hard_negative_proxy_terms(x, bank, pos, pos, temperature, hard_negatives)
+    if not bool(valid.all()):
+        i = int((~valid).nonzero()[0])
         raise ValueError(f"cluster {int(targets[i])} has no proxy in the bank")
-    per_sample, _ = hard_negative_proxy_terms(x, bank, pos, pos, temperature, hard_negatives)
     if reduction == "mean":
         return per_sample.mean()
     _, slot, counts = torch.unique(cameras, return_inverse=True, return_counts=True)
