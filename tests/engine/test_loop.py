@@ -107,6 +107,12 @@ def test_trains_on_unlabeled_camera_folders(tiny_synthetic, tmp_path):
     assert record["clusters"] >= 1 and (Path(summary["run_dir"]) / "last.pth").is_file()
 
 
+def logged(summary: dict) -> list[dict]:
+    return [
+        json.loads(x) for x in (Path(summary["run_dir"]) / "log.jsonl").read_text().splitlines()
+    ]
+
+
 def test_gcl_scl_clusters_refined_features_in_the_loop(tiny_synthetic, tmp_path, monkeypatch):
     """The engine clusters what the method hands it: 2C-d GCL features when CR is on."""
     import unreid.engine.loop as loop
@@ -118,11 +124,19 @@ def test_gcl_scl_clusters_refined_features_in_the_loop(tiny_synthetic, tmp_path,
         "make_pseudo_labels",
         lambda n, f, c, **kw: seen.append(f.shape) or real(n, f, c, **kw),
     )
-    cfg = tiny_config(tiny_synthetic, tmp_path, "method=gcl_scl", "train.epochs=1", "train.iters=2")
+    cfg = tiny_config(
+        tiny_synthetic, tmp_path, "method=gcl_scl", "gcl_scl.graph=knn", "train.epochs=1",
+        "train.iters=2",
+    )  # fmt: skip
     summary = train(cfg, progress=False)
     assert seen and seen[0][1] == 2 * 512  # resnet18 features, concatenated with refined
     ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pth")
     assert "gcl.theta.0.weight" in ckpt["method"]
+    # the epoch's diagnostics reach log.jsonl, truth-based ones included (synthetic ids)
+    (record,) = [r for r in logged(summary) if "diagnostics" in r]
+    diag = record["diagnostics"]
+    assert 0 <= diag["top_same_identity"] <= 1 and diag["attention_entropy"] > 0
+    assert -1 <= diag["memory_start_cosine"] <= 1 and "refined_memory_start_cosine" in diag
 
 
 def test_csa_hps_runs_in_the_loop(tiny_synthetic, tmp_path):
@@ -130,6 +144,8 @@ def test_csa_hps_runs_in_the_loop(tiny_synthetic, tmp_path):
     summary = train(cfg, progress=False)
     ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pth")
     assert "saa.query" in ckpt["method"] and ckpt["method"]["memory.bank"].shape[1] == 512
+    (record,) = [r for r in logged(summary) if "diagnostics" in r]
+    assert 0 <= record["diagnostics"]["impure_fraction"] <= 1
 
 
 def test_cap_adds_the_inter_camera_term_from_its_epoch(tiny_synthetic, tmp_path):

@@ -16,6 +16,7 @@ from unreid.config import load_config
 from unreid.engine.recorder import RunRecorder, metrics_record
 from unreid.engine.setup import RunState, TrainingRun
 from unreid.evaluation import RankingMetrics
+from unreid.methods.base import Method
 from unreid.pseudo_labels import PseudoLabels
 
 
@@ -24,7 +25,7 @@ def metrics(m: float) -> RankingMetrics:
 
 
 def tiny_run() -> TrainingRun:
-    model, method = nn.Linear(2, 2), nn.Module()
+    model, method = nn.Linear(2, 2), Method()  # the base plug-in: no memories, no diagnostics
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     return TrainingRun(model, method, opt, torch.optim.lr_scheduler.StepLR(opt, 1, 0.5))
 

@@ -224,3 +224,22 @@ def test_explicit_update_matches_update_in_backward(ref_fn, cls):
             torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
         torch.testing.assert_close(memory.bank, ref_bank, rtol=0, atol=1e-6)
         assert not torch.equal(memory.bank, init)  # the bank did move
+
+
+def test_start_cosine_is_the_mean_cosine_to_the_reset_rows():
+    from unreid.memory import build_cluster_memory
+
+    memory = build_cluster_memory("mean", 4, 0.5)
+    assert memory.start_cosine() is None
+    start = torch.nn.functional.normalize(
+        torch.randn(3, 4, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    memory.reset(start)
+    assert memory.start_cosine() == pytest.approx(1.0)
+    x = torch.nn.functional.normalize(
+        torch.randn(2, 4, generator=torch.Generator().manual_seed(1)), dim=1
+    )
+    memory.update(x, torch.tensor([0, 0]))
+    want = (memory.bank * start).sum(dim=1).mean().item()
+    assert memory.start_cosine() == pytest.approx(want)
+    assert want < 1.0

@@ -89,3 +89,70 @@ def test_bad_input_is_refused():
         GraphCorrelation(4, concat_norm="sum")
     with pytest.raises(ValueError, match="temperature"):
         GraphCorrelation(4, temperature=0.0)
+
+
+def trained_gcl(dim: int, seed: int) -> GraphCorrelation:
+    """A module whose BatchNorm running statistics are off their initial values."""
+    gcl = GraphCorrelation(dim)
+    gcl.train()
+    gcl(F.normalize(torch.randn(20, dim, generator=torch.Generator().manual_seed(seed)), dim=1))
+    return gcl
+
+
+def brute_force_stats(gcl: GraphCorrelation, v, graph, me: int):
+    """Entropy of node ``me``'s attention row in ``graph`` and the node it attends most."""
+    m = gcl.attention(v[graph])[me].detach()
+    entropy = -sum(float(p) * math.log(float(p)) for p in m if p > 0)
+    if len(graph) == 1:
+        return entropy, -1
+    others = [(float(m[j]), int(graph[j])) for j in range(len(graph)) if j != me]
+    return entropy, max(others, key=lambda t: t[0])[1]
+
+
+@pytest.mark.parametrize(("n", "b"), [(23, 5), (7, 7), (6, 1)])
+def test_refine_neighbours_is_each_images_own_graph(n, b):
+    g = torch.Generator().manual_seed(100 + n)
+    gcl = trained_gcl(6, n)
+    v = F.normalize(torch.randn(n, 6, generator=g), dim=1)
+    # self first, then any b - 1 other rows (the method passes the kNN ranking)
+    others = [torch.randperm(n - 1, generator=g)[: b - 1] for _ in range(n)]
+    nbrs = torch.stack(
+        [torch.cat([torch.tensor([i]), o + (o >= i).long()]) for i, o in enumerate(others)]
+    )
+    got = gcl.refine_neighbours(v, nbrs)
+    assert gcl.training  # mode restored
+    gcl.eval()
+    for i in range(n):
+        want = gcl(v[nbrs[i]])[0]  # node i is node 0 of its own graph
+        torch.testing.assert_close(got.features[i], want, atol=1e-6, rtol=1e-5)
+        entropy, top = brute_force_stats(gcl, v, nbrs[i], 0)
+        assert got.entropy[i].item() == pytest.approx(entropy, abs=1e-5)
+        assert got.top[i].item() == top
+
+
+def test_refine_chunks_reports_each_nodes_attention():
+    n, b = 13, 4
+    g = torch.Generator().manual_seed(3)
+    gcl = trained_gcl(5, 3)
+    v = F.normalize(torch.randn(n, 5, generator=g), dim=1)
+    order = torch.randperm(n, generator=g)
+    got = gcl.refine_chunks(v, order, graph_size=b)
+    torch.testing.assert_close(got.features, gcl.refine(v, order, graph_size=b))
+    gcl.eval()
+    for s in range(0, n, b):
+        graph = order[s : s + b]
+        for me, row in enumerate(graph.tolist()):
+            entropy, top = brute_force_stats(gcl, v, graph, me)
+            assert got.entropy[row].item() == pytest.approx(entropy, abs=1e-5)
+            assert got.top[row].item() == top
+
+
+def test_refine_neighbours_refuses_a_graph_without_its_centre():
+    gcl = GraphCorrelation(4)
+    v = F.normalize(torch.randn(3, 4), dim=1)
+    with pytest.raises(ValueError, match="itself"):
+        gcl.refine_neighbours(v, torch.tensor([[1, 0], [1, 0], [2, 1]]))
+    with pytest.raises(ValueError, match=r"shape \(3, B\)"):
+        gcl.refine_neighbours(v, torch.tensor([[0, 1], [1, 0]]))
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        gcl.refine_neighbours(v, torch.tensor([[0, 1], [1, 5], [2, 1]]))

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from unreid.checkpoint import TMP_SUFFIX, load_checkpoint, save_checkpoint
@@ -162,6 +163,10 @@ class RunRecorder:
         }
         if true_ids is not None:
             record["pseudo_label_quality"] = labels.quality(true_ids)
+        known = None if true_ids is None or None in true_ids else np.asarray(true_ids)
+        diagnostics = run.method.diagnostics(known) if losses else {}  # a skipped epoch: none
+        if diagnostics:
+            record["diagnostics"] = diagnostics
         for split, m in metrics.items():
             record[split] = metrics_record(m)
         selector = metrics.get(cfg.eval.select_best_on)

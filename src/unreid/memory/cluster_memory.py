@@ -101,6 +101,20 @@ class ClusterMemory(ReadOnlyBank, ABC):
                 f"{zero[:10].tolist()}"
             )
         self._replace_bank(rows / norms)
+        self._start = self.bank.clone()  # for `start_cosine`; not state: resets precede steps
+
+    @torch.no_grad()
+    def start_cosine(self) -> float | None:
+        """Mean cosine between each row and its value at the last `reset` (None before one).
+
+        How far the updates moved the memory from the epoch's centroids: 1 means
+        untouched, a low value means rows were pulled onto a few (possibly atypical)
+        instances. A diagnostic only (`Method.diagnostics`).
+        """
+        start = getattr(self, "_start", None)
+        if start is None or start.shape != self.bank.shape:
+            return None
+        return float((self.bank * start.to(self.bank.device)).sum(dim=1).mean())
 
     @torch.no_grad()
     def update(self, x: Tensor, targets: Tensor) -> None:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from unreid.data.samples import Sample
+from unreid.memory.cluster_memory import ClusterMemory
 from unreid.pseudo_labels import PseudoLabels
 from unreid.registry import Registry
 from unreid.settings import ClusterConfig
@@ -111,6 +112,20 @@ class Method(nn.Module):
     @torch.no_grad()
     def update_memories(self, batch: Batch) -> None:
         """Called after the optimizer step with detached features."""
+
+    def diagnostics(self, true_ids: np.ndarray | None) -> dict[str, float]:
+        """Numbers about this epoch's modules for `log.jsonl` (called once, after the epoch).
+
+        By default, how far each cluster memory moved from its epoch-start rows
+        (`ClusterMemory.start_cosine`); methods add their own (GCL's attention, SAA's
+        dispersion; `methods/diagnostics.py`). ``true_ids`` is given when the
+        training set's identities are known. Must not change any state training reads.
+        """
+        out = {}
+        for name, module in self.named_modules():
+            if isinstance(module, ClusterMemory) and (cos := module.start_cosine()) is not None:
+                out[f"{name}_start_cosine"] = cos
+        return out
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from unreid.errors import check_choice, check_range
@@ -47,6 +48,7 @@ from unreid.losses import cluster_nce
 from unreid.memory import build_cluster_memory
 from unreid.memory.selection import group_by_target, least_similar_per_cluster
 from unreid.methods.base import Batch, Method, MethodContext, register_method
+from unreid.methods.diagnostics import dispersion_diagnostics
 from unreid.models.set_attention import SelfAttentionAggregation
 from unreid.pseudo_labels import PseudoLabels
 
@@ -103,23 +105,37 @@ class CSAHPS(Method):
         self.saa: SelfAttentionAggregation | None = None
         if c.init == "csa" or c.update == "hps":
             self.saa = SelfAttentionAggregation(feature_dim, c.heads, c.attention_temperature)
+        # epoch-start dispersion and pseudo labels, kept for `diagnostics`
+        self._dispersion: tuple[np.ndarray, np.ndarray] | None = None
 
     def start_epoch(
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
     ) -> None:
+        self._dispersion = None
+        if self.saa is None:
+            self.memory.reset(labels.centroids(features).to(self.memory.bank.device))
+            return
+        was_training = self.saa.training
+        self.saa.eval()
+        with torch.no_grad():
+            ids = torch.tensor(labels.labels, dtype=torch.long)
+            protos, dispersion = self.saa.aggregate_clusters(
+                features.to(self.memory.bank.device), ids, labels.num_clusters
+            )
+        self.saa.train(was_training)
         if self.cfg.init == "csa":
-            assert self.saa is not None
-            was_training = self.saa.training
-            self.saa.eval()
-            with torch.no_grad():
-                ids = torch.tensor(labels.labels, dtype=torch.long)
-                protos, _ = self.saa.aggregate_clusters(
-                    features.to(self.memory.bank.device), ids, labels.num_clusters
-                )
-            self.saa.train(was_training)
             self.memory.reset(protos)
         else:
             self.memory.reset(labels.centroids(features).to(self.memory.bank.device))
+        self._dispersion = (dispersion.cpu().numpy(), np.asarray(labels.labels))
+
+    def diagnostics(self, true_ids: np.ndarray | None) -> dict[str, float]:
+        """SAA's epoch-start dispersion of every clustered image against the true outliers."""
+        out = super().diagnostics(true_ids)
+        if self._dispersion is not None:
+            out.update(dispersion_diagnostics(*self._dispersion, true_ids))
+            self._dispersion = None
+        return out
 
     def _groups(self, x: torch.Tensor, y: torch.Tensor):
         """SAA over the batch's cluster groups: prototypes, their ids, per-instance dispersion."""

@@ -14,6 +14,9 @@ Pieces (paper equations):
   the raw images' pseudo labels. ``order="name"`` is the paper's and groups
   each person's images (identity leak on Market-style names); ``"random"``
   and ``"camera_frame"`` carry no identity (``data/orders.py``).
+  ``gcl_scl.graph="knn"`` (ours, not the paper's) makes each image's graph
+  itself and its B - 1 nearest neighbours by raw cosine instead: no order is
+  read, and a graph never mixes an image with unrelated people.
 * Noise suppression (NS, ``gcl_scl.ns``): the P x K batch is one graph, in
   train mode, with the same weights (Eq. 5); the loss on its relation-aware
   features x^ is what trains the GCL module. CR needs NS (the paper never runs
@@ -55,12 +58,15 @@ from unreid.errors import check, check_choice, check_range
 from unreid.losses import cluster_nce, selective_nce
 from unreid.memory import ClusterMemory, build_cluster_memory
 from unreid.methods.base import Batch, Method, MethodContext, register_method
-from unreid.models.graph_correlation import CONCAT_NORMS, GraphCorrelation
+from unreid.methods.diagnostics import attention_diagnostics
+from unreid.models.graph_correlation import CONCAT_NORMS, GraphCorrelation, Refinement
 from unreid.pseudo_labels import PseudoLabels
+from unreid.pseudo_labels.knn import knn_search
 
 log = logging.getLogger("unreid")
 
 LOSS_MODES = ("selected", "all")
+GRAPHS = ("chunks", "knn")  # CR graphs: ordered chunks (paper) or each image's kNN
 UPDATE_POLICIES = ("topk", "random", "average")  # Table 3; "average" is "SCL off"
 
 
@@ -90,6 +96,9 @@ class GCLSCLConfig:
     # Order of the training set for CR graphs: "name" (paper; leaks identity in
     # Market-style names), "camera_frame" or "random" (identity-free).
     order: str = "name"
+    # CR graphs: "chunks" (the paper: consecutive runs of graph_size in `order`) or
+    # "knn" (each image with its graph_size - 1 nearest neighbours; `order` unused).
+    graph: str = "chunks"
     # Unit length of [v, v~]: "joint" (normalise the concatenation) or "halves".
     concat_norm: str = "joint"
 
@@ -103,6 +112,7 @@ class GCLSCLConfig:
         check_range("graph_size", self.graph_size, 1)
         check_range("gcl_temperature", self.gcl_temperature, 0.0, low_open=True)
         check_choice("order", self.order, SAMPLE_ORDERS)
+        check_choice("graph", self.graph, GRAPHS)
         check_choice("concat_norm", self.concat_norm, CONCAT_NORMS)
         check("cr", self.cr, self.ns or not self.cr, "needs gcl_scl.ns=true (NS trains GCL)")
 
@@ -114,8 +124,8 @@ class GCLSCLConfig:
             why = "gcl_scl.ns=false (no GCL module)"
             keys = ("lam", "graph_size", "gcl_temperature", "order", "concat_norm")
             out.update({key: why for key in keys})
-        elif not self.cr:
-            out["order"] = "gcl_scl.cr=false"
+        elif self.graph == "knn":
+            out["order"] = "gcl_scl.graph=knn"
         return out
 
 
@@ -135,14 +145,25 @@ class GCLSCL(Method):
             self.refined_memory = build_cluster_memory(
                 g.update, 2 * feature_dim, g.momentum, **options
             )
-        self._refined: tuple[int, torch.Tensor] | None = None  # (epoch, v^) of the epoch
+        self._refined: tuple[int, Refinement] | None = None  # (epoch, v^) of the epoch
+        # (entropy, top neighbour, pseudo label) per image, kept for `diagnostics`
+        self._attention: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def relation_aware(self, epoch: int, features: torch.Tensor, order: np.ndarray) -> torch.Tensor:
-        """v^ of every training image: GCL over graphs of ``graph_size`` in ``order``."""
+    def relation_aware(self, features: torch.Tensor, order: np.ndarray | None) -> Refinement:
+        """v^ of every training image: GCL over ordered chunks of ``order``, or over kNN graphs.
+
+        ``order`` is only read for ``graph="chunks"``.
+        """
         assert self.gcl is not None
         device = next(self.gcl.parameters()).device
-        return self.gcl.refine(
-            features.to(device), torch.from_numpy(order).to(device), self.cfg.graph_size
+        features = features.to(device)
+        if self.cfg.graph == "knn":
+            depth = min(self.cfg.graph_size, features.shape[0])
+            _, neighbours = knn_search(features, depth)  # self first, then by cosine
+            return self.gcl.refine_neighbours(features, torch.from_numpy(neighbours).to(device))
+        assert order is not None
+        return self.gcl.refine_chunks(
+            features, torch.from_numpy(order).to(device), self.cfg.graph_size
         )
 
     def clustering_features(
@@ -150,10 +171,12 @@ class GCLSCL(Method):
     ) -> torch.Tensor:
         if self.gcl is None:
             return features
-        order = sample_order(samples, self.cfg.order, seed=self.seed * 1000 + epoch)
-        refined = self.relation_aware(epoch, features, order)
+        order = None
+        if self.cfg.graph == "chunks":
+            order = sample_order(samples, self.cfg.order, seed=self.seed * 1000 + epoch)
+        refined = self.relation_aware(features, order)
         self._refined = (epoch, refined)
-        return refined if self.cfg.cr else features
+        return refined.features if self.cfg.cr else features
 
     def start_epoch(
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
@@ -163,10 +186,22 @@ class GCLSCL(Method):
             if self._refined is None or self._refined[0] != epoch:
                 # called without clustering_features (e.g. a script): dataset order
                 order = np.arange(features.shape[0], dtype=np.int64)
-                self._refined = (epoch, self.relation_aware(epoch, features, order))
+                self._refined = (epoch, self.relation_aware(features, order))
             refined = self._refined[1]
-            self.refined_memory.reset(labels.centroids(refined).to(self.refined_memory.bank.device))
+            self.refined_memory.reset(
+                labels.centroids(refined.features).to(self.refined_memory.bank.device)
+            )
+            entropy, top = refined.entropy.cpu().numpy(), refined.top.cpu().numpy()
+            self._attention = (entropy, top, np.asarray(labels.labels))
         self._refined = None
+
+    def diagnostics(self, true_ids: np.ndarray | None) -> dict[str, float]:
+        """CR's attention this epoch: its entropy and whether the top neighbour is the same person."""
+        out = super().diagnostics(true_ids)
+        if self._attention is not None:
+            out.update(attention_diagnostics(*self._attention, true_ids))
+            self._attention = None
+        return out
 
     def _loss(
         self, key: str, memory: ClusterMemory, x: torch.Tensor, y: torch.Tensor, extras: dict

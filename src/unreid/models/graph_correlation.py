@@ -10,7 +10,9 @@ The same weights serve both uses of the paper (Eq. 5 shares W_delta = W_theta,
 W_zeta = W_phi):
 
 * cluster refinement (CR): the whole training set, in a chosen order, cut
-  into graphs of B consecutive images, in eval mode (BatchNorm running
+  into graphs of B consecutive images (``refine``; the paper), or each image
+  with its B - 1 nearest neighbours as its own graph (``refine_neighbours``;
+  ours, identity-free by construction), in eval mode (BatchNorm running
   statistics), no gradient; the output replaces the raw features for the
   Jaccard + DBSCAN step;
 * noise suppression (NS): the P x K training batch is one graph in train
@@ -32,12 +34,29 @@ Open choices, written down because no public code exists:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 CONCAT_NORMS = ("joint", "halves")
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """Relation-aware features of every row, and what its own attention row looked like.
+
+    The attention statistics are what the diagnosis of CR reads: a row whose
+    attention is spread evenly (high entropy) or whose top neighbour belongs to
+    another person refines towards noise.
+    """
+
+    features: Tensor  # (N, 2C) unit-norm [v, v~]
+    entropy: Tensor  # (N,) entropy (nats) of the row's attention over its graph
+    top: Tensor  # (N,) row index of the node it attends to most, itself excluded; -1 alone
 
 
 class GraphCorrelation(nn.Module):
@@ -82,6 +101,11 @@ class GraphCorrelation(nn.Module):
 
     @torch.no_grad()
     def refine(self, features: Tensor, order: Tensor, graph_size: int = 16) -> Tensor:
+        """Cluster refinement over ordered chunks: the features of `refine_chunks`."""
+        return self.refine_chunks(features, order, graph_size).features
+
+    @torch.no_grad()
+    def refine_chunks(self, features: Tensor, order: Tensor, graph_size: int = 16) -> Refinement:
         """Cluster refinement: relation-aware features of every row, in row order.
 
         ``order`` (N,) is a permutation of the rows; consecutive runs of
@@ -99,29 +123,102 @@ class GraphCorrelation(nn.Module):
             torch.sort(order).values, torch.arange(n, device=features.device)
         ):
             raise ValueError(f"order must be a permutation of the {n} feature rows")
+        out = self._empty(features)
+        full = (n // graph_size) * graph_size
+        chunk = max(1, 4096 // graph_size)  # graphs per batched product
+        with self._eval_mode():
+            for g0 in range(0, full, chunk * graph_size):
+                rows = order[g0 : min(full, g0 + chunk * graph_size)]
+                self._refine_graphs(features, rows.view(-1, graph_size), out, rows)
+            if full < n:
+                rows = order[full:]
+                self._refine_graphs(features, rows.view(1, -1), out, rows)
+        return out
+
+    @torch.no_grad()
+    def refine_neighbours(self, features: Tensor, neighbours: Tensor) -> Refinement:
+        """Cluster refinement on kNN graphs: row i's graph is ``neighbours[i]`` (N, B).
+
+        Column 0 of ``neighbours`` must be the row itself (as `knn_search` ranks
+        them). Only row i's own attention row is computed for its graph, over the
+        B nodes, so the result for i equals the i-th node of ``forward`` on
+        ``features[neighbours[i]]`` in eval mode. Unlike ordered chunks, a graph
+        never holds images that are far from its centre, and no order of the
+        images (no file name) is read.
+        """
+        self._check(features)
+        n = features.shape[0]
+        neighbours = torch.as_tensor(neighbours, dtype=torch.long, device=features.device)
+        if neighbours.dim() != 2 or neighbours.shape[0] != n or neighbours.shape[1] < 1:
+            shape = tuple(neighbours.shape)
+            raise ValueError(f"neighbours must have shape ({n}, B) with B >= 1, found {shape}")
+        if n and not (neighbours[:, 0] == torch.arange(n, device=features.device)).all():
+            raise ValueError("neighbours[:, 0] must be each row itself (self first, then kNN)")
+        if n and (neighbours.min() < 0 or neighbours.max() >= n):
+            raise ValueError(f"neighbours must be row indices in [0, {n})")
+        out = self._empty(features)
+        chunk = max(1, 4096 // neighbours.shape[1])
+        with self._eval_mode():
+            a, b = self._embed(features)
+            for r0 in range(0, n, chunk):
+                rows = torch.arange(r0, min(n, r0 + chunk), device=features.device)
+                graph = neighbours[rows]  # (r, B)
+                scores = torch.einsum("rd,rbd->rb", a[rows], b[graph])
+                m = torch.softmax(self.temperature * scores, dim=1)
+                refined = torch.einsum("rb,rbd->rd", m, features[graph])
+                self._store(out, rows, self.combine(features[rows], refined), m, graph, 0)
+        return out
+
+    def _empty(self, features: Tensor) -> Refinement:
+        n, device = features.shape[0], features.device
+        return Refinement(
+            torch.empty(n, self.out_dim, dtype=features.dtype, device=device),
+            torch.empty(n, dtype=features.dtype, device=device),
+            torch.empty(n, dtype=torch.long, device=device),
+        )
+
+    @contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Eval mode (BatchNorm running statistics) inside, the caller's mode restored after."""
         was_training = self.training
         self.eval()
         try:
-            out = torch.empty(n, self.out_dim, dtype=features.dtype, device=features.device)
-            full = (n // graph_size) * graph_size
-            chunk = max(1, 4096 // graph_size)  # graphs per batched product
-            for g0 in range(0, full, chunk * graph_size):
-                rows = order[g0 : min(full, g0 + chunk * graph_size)]
-                out[rows] = self._refine_graphs(features[rows], graph_size)
-            if full < n:
-                rows = order[full:]
-                out[rows] = self._refine_graphs(features[rows], n - full)
+            yield
         finally:
             self.train(was_training)
-        return out
 
-    def _refine_graphs(self, v: Tensor, graph_size: int) -> Tensor:
-        """Rows of ``v`` are consecutive graphs of ``graph_size`` nodes."""
-        a = F.normalize(self.theta(v), dim=1).view(-1, graph_size, self.dim)
-        b = F.normalize(self.phi(v), dim=1).view(-1, graph_size, self.dim)
-        m = torch.softmax(self.temperature * (a @ b.transpose(1, 2)), dim=2)
-        refined = (m @ v.view(-1, graph_size, self.dim)).reshape(-1, self.dim)
-        return self.combine(v, refined)
+    def _embed(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Unit theta and phi embeddings of every row, in blocks (eval mode: rows independent)."""
+        blocks = [features[r : r + 4096] for r in range(0, features.shape[0], 4096)]
+        a = torch.cat([F.normalize(self.theta(x), dim=1) for x in blocks])
+        b = torch.cat([F.normalize(self.phi(x), dim=1) for x in blocks])
+        return a, b
+
+    def _refine_graphs(self, features: Tensor, graphs: Tensor, out: Refinement, rows: Tensor):
+        """``graphs`` (G, B): row indices of G graphs of B nodes; results go to ``out[rows]``."""
+        g, size = graphs.shape
+        v = features[graphs.reshape(-1)]
+        a = F.normalize(self.theta(v), dim=1).view(g, size, self.dim)
+        b = F.normalize(self.phi(v), dim=1).view(g, size, self.dim)
+        m = torch.softmax(self.temperature * (a @ b.transpose(1, 2)), dim=2)  # (G, B, B)
+        refined = (m @ v.view(g, size, self.dim)).reshape(-1, self.dim)
+        # node j of graph k attends over graphs[k]; its own column is j
+        nodes = graphs.repeat_interleave(size, dim=0)  # (G*B, B): each node's graph
+        self_col = torch.arange(size, device=v.device).repeat(g)
+        self._store(out, rows, self.combine(v, refined), m.reshape(-1, size), nodes, self_col)
+
+    @staticmethod
+    def _store(out: Refinement, rows: Tensor, feats: Tensor, m: Tensor, graph: Tensor, self_col):
+        """Features, attention entropy and top other node of ``rows``, whose attention is ``m``."""
+        out.features[rows] = feats
+        out.entropy[rows] = -(m * torch.log(m.clamp_min(1e-30))).sum(dim=1)
+        if m.shape[1] == 1:
+            out.top[rows] = -1
+            return
+        others = m.clone()
+        idx = torch.arange(m.shape[0], device=m.device)
+        others[idx, torch.as_tensor(self_col, device=m.device).expand(m.shape[0])] = -1.0
+        out.top[rows] = graph[idx, others.argmax(dim=1)]
 
     def _check(self, v: Tensor) -> None:
         if not isinstance(v, Tensor) or v.dim() != 2 or v.shape[1] != self.dim:
