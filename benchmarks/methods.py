@@ -75,6 +75,7 @@ class Row:
 
 
 CAMERA_FRAME, RANDOM = ("gcl_scl.order=camera_frame",), ("gcl_scl.order=random",)
+KNN = ("gcl_scl.graph=knn",)  # issue 17: identity-free CR graphs by construction
 FRESH = ("spcl.cluster_on=extracted",)  # a diagnosis row: SpCL clustering fresh features
 STREAM = ("train.sampler=pk_stream",)  # a diagnosis row: SpCL with the reference's batches
 ROWS = [
@@ -85,6 +86,9 @@ ROWS = [
     Row("gcl_scl", "GCL + SCL, name order (identity leak)", "gcl_scl/demo"),
     Row("gcl_scl_camera_frame", "GCL + SCL, camera_frame order", "gcl_scl/demo", CAMERA_FRAME),
     Row("gcl_scl_random", "GCL + SCL, random order", "gcl_scl/demo", RANDOM, default=False),
+    Row("gcl_scl_knn", "GCL + SCL, kNN graphs", "gcl_scl/demo", KNN, default=False),
+    Row("gcl_scl_knn_warm", "GCL + SCL, kNN graphs, CR from epoch 3", "gcl_scl/demo",
+        (*KNN, "gcl_scl.cr_start_epoch=2"), default=False),  # fmt: skip
     Row("csa_hps", "CSA + HPS", "csa_hps/demo"),
     Row("spcl", "SpCL", "spcl/demo"),
     Row("spcl_extracted", "SpCL, extracted features clustered", "spcl/demo", FRESH, default=False),

@@ -70,3 +70,18 @@ def test_gcl_scl_loss_all_uses_every_instance(setup_method, batch_of):
     batch = batch_of(feats[[0, 1, 2, 3, 4, 5]], [0, 0, 0, 1, 1, 1])
     got = m.losses(batch)["scl"]
     torch.testing.assert_close(got, cluster_nce(batch.features, batch.targets, m.memory.bank, 0.05))
+
+
+def test_gcl_scl_cr_warm_up_clusters_raw_features_until_its_epoch(setup_method):
+    from unreid.data.samples import Sample
+
+    samples = [Sample(f"/d/{i:04d}_c1s1_{i:06d}_00.jpg", 0, i) for i in range(12)]
+    cfg, m, feats, labels = setup_method("gcl_scl", "gcl_scl.cr_start_epoch=2")
+    assert m.clustering_features(1, feats, samples) is feats  # warm-up: raw features
+    m.start_epoch(1, feats, labels, torch.zeros(12, dtype=torch.long))
+    assert m.refined_memory.bank.shape == (3, 2 * D)  # the x^ memory is built all the same
+    assert m.clustering_features(2, feats, samples).shape == (12, 2 * D)
+    off, *_ = setup_method("gcl_scl", "gcl_scl.cr=false")
+    assert off.method_cfg.ignored()["cr_start_epoch"] == "gcl_scl.cr=false"
+    with pytest.raises(ValueError, match="cr_start_epoch"):
+        setup_method("gcl_scl", "gcl_scl.cr_start_epoch=-1")

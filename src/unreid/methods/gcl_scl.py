@@ -17,6 +17,9 @@ Pieces (paper equations):
   ``gcl_scl.graph="knn"`` (ours, not the paper's) makes each image's graph
   itself and its B - 1 nearest neighbours by raw cosine instead: no order is
   read, and a graph never mixes an image with unrelated people.
+  ``gcl_scl.cr_start_epoch`` (ours; 0 in the paper) clusters the raw features
+  until that epoch while NS trains the module, so CR never clusters through a
+  module that has only seen noise.
 * Noise suppression (NS, ``gcl_scl.ns``): the P x K batch is one graph, in
   train mode, with the same weights (Eq. 5); the loss on its relation-aware
   features x^ is what trains the GCL module. CR needs NS (the paper never runs
@@ -99,6 +102,9 @@ class GCLSCLConfig:
     # CR graphs: "chunks" (the paper: consecutive runs of graph_size in `order`) or
     # "knn" (each image with its graph_size - 1 nearest neighbours; `order` unused).
     graph: str = "chunks"
+    # Warm-up (ours; the paper: 0): epochs (0-based) before which the clustering sees
+    # the raw features; NS still trains the GCL module, so CR starts from a trained one.
+    cr_start_epoch: int = 0
     # Unit length of [v, v~]: "joint" (normalise the concatenation) or "halves".
     concat_norm: str = "joint"
 
@@ -113,6 +119,7 @@ class GCLSCLConfig:
         check_range("gcl_temperature", self.gcl_temperature, 0.0, low_open=True)
         check_choice("order", self.order, SAMPLE_ORDERS)
         check_choice("graph", self.graph, GRAPHS)
+        check_range("cr_start_epoch", self.cr_start_epoch, 0)
         check_choice("concat_norm", self.concat_norm, CONCAT_NORMS)
         check("cr", self.cr, self.ns or not self.cr, "needs gcl_scl.ns=true (NS trains GCL)")
 
@@ -126,6 +133,8 @@ class GCLSCLConfig:
             out.update({key: why for key in keys})
         elif self.graph == "knn":
             out["order"] = "gcl_scl.graph=knn"
+        if not self.cr and "cr_start_epoch" not in out:
+            out["cr_start_epoch"] = "gcl_scl.cr=false"
         return out
 
 
@@ -176,7 +185,7 @@ class GCLSCL(Method):
             order = sample_order(samples, self.cfg.order, seed=self.seed * 1000 + epoch)
         refined = self.relation_aware(features, order)
         self._refined = (epoch, refined)
-        return refined.features if self.cfg.cr else features
+        return refined.features if self.cfg.cr and epoch >= self.cfg.cr_start_epoch else features
 
     def start_epoch(
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
