@@ -87,8 +87,13 @@ ROWS = [
     Row("gcl_scl_camera_frame", "GCL + SCL, camera_frame order", "gcl_scl/demo", CAMERA_FRAME),
     Row("gcl_scl_random", "GCL + SCL, random order", "gcl_scl/demo", RANDOM, default=False),
     Row("gcl_scl_knn", "GCL + SCL, kNN graphs", "gcl_scl/demo", KNN, default=False),
-    Row("gcl_scl_knn_warm", "GCL + SCL, kNN graphs, CR from epoch 3", "gcl_scl/demo",
-        (*KNN, "gcl_scl.cr_start_epoch=2"), default=False),  # fmt: skip
+    Row(
+        "gcl_scl_knn_warm",
+        "GCL + SCL, kNN graphs, CR from epoch 3",
+        "gcl_scl/demo",
+        (*KNN, "gcl_scl.cr_start_epoch=2"),
+        default=False,
+    ),  # fmt: skip
     Row("csa_hps", "CSA + HPS", "csa_hps/demo"),
     Row("spcl", "SpCL", "spcl/demo"),
     Row("spcl_extracted", "SpCL, extracted features clustered", "spcl/demo", FRESH, default=False),
@@ -136,7 +141,25 @@ def preset_exists(name: str) -> bool:
     return name in list_presets()
 
 
-def select_rows(names: list[str] | None) -> tuple[list[Row], list[str]]:
+def choose_baselines(names: list[str] | None) -> dict[str, str]:
+    """Each group's baseline: the default one, or the row `--baseline` names for its group."""
+    by_name = {r.name: r for r in ROWS}
+    chosen = dict(BASELINES)
+    for name in names or []:
+        if name not in by_name:
+            raise BenchmarkError(f"--baseline {name!r}: no such row; `--list` names them")
+        group = by_name[name].group
+        if chosen[group] != BASELINES[group]:
+            raise BenchmarkError(
+                f"--baseline: two rows of group {group!r} ({chosen[group]}, {name})"
+            )
+        chosen[group] = name
+    return chosen
+
+
+def select_rows(
+    names: list[str] | None, baselines: dict[str, str] = BASELINES
+) -> tuple[list[Row], list[str]]:
     """The rows to run (with their groups' baselines) and notes on rows skipped.
 
     A row named explicitly must have its preset; a group's rows without one are skipped.
@@ -152,7 +175,7 @@ def select_rows(names: list[str] | None) -> tuple[list[Row], list[str]]:
             known = ", ".join([*BASELINES, *by_name])
             raise BenchmarkError(f"no row or group named {name!r}; known: {known}")
     for group in {r.group for r, _ in asked}:
-        asked.insert(0, (by_name[BASELINES[group]], True))
+        asked.insert(0, (by_name[baselines[group]], True))
     rows: list[Row] = []
     notes: list[str] = []
     for row, explicit in asked:
@@ -226,12 +249,13 @@ def tables(
     markdown: bool,
     given: dict[str, str | None],
     regime: str = "random",
+    baselines: dict[str, str] = BASELINES,
 ) -> tuple[str, list[str]]:
     """One table per group, each under a header saying what was varied and what was fixed."""
     by_name = {r.name: r for r in rows}
     out, failed = [], []
-    for group in [g for g in BASELINES if any(r.group == g for r in rows)]:
-        base_row = by_name[BASELINES[group]]
+    for group in [g for g in baselines if any(r.group == g for r in rows)]:
+        base_row = by_name[baselines[group]]
         base = [results[base_row.name, s] for s in seeds]
         stats = [
             row_stats(r.label, [results[r.name, s] for s in seeds], None if r is base_row else base)
@@ -311,6 +335,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--regime", choices=tuple(REGIMES), default="random",
                     help="random init, or start from weights pretrained on set P (trained "
                     "once, then read back)")  # fmt: skip
+    ap.add_argument("--baseline", nargs="+", metavar="ROW",
+                    help="pair against this row instead of its group's default baseline, "
+                    "which is then not run (e.g. --rows uda_spcl --baseline uda_spcl_cc)")  # fmt: skip
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
     return ap.parse_args(argv)
@@ -336,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if any(o.split("=")[0].strip() == "train.seed" for o in args.overrides):
             raise BenchmarkError("train.seed is what --seeds varies; do not --set it")
-        rows, notes = select_rows(args.rows)
+        baselines = choose_baselines(args.baseline)
+        rows, notes = select_rows(args.rows, baselines)
         for note in notes:
             print(note, file=sys.stderr)
         roles = {part for r in rows for part in r.data.split("->")}
@@ -364,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     results = run_all(runs, jobs)
     text, failed = tables(
-        rows, args.seeds, results, args.overrides, args.markdown, given, args.regime
+        rows, args.seeds, results, args.overrides, args.markdown, given, args.regime, baselines
     )
     print(text, end="")
     if failed:

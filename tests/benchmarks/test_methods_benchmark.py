@@ -102,6 +102,25 @@ def test_a_missing_preset_is_an_error_by_name_or_a_note_in_a_group(monkeypatch, 
         bm.select_rows(["nope"])
 
 
+def test_baseline_option_pairs_against_the_named_row_and_drops_the_default():
+    bases = bm.choose_baselines(["uda_spcl_cc"])
+    assert bases == {"demo": "cc", "uda": "uda_spcl_cc"}
+    rows, _ = bm.select_rows(["uda_spcl"], bases)
+    assert [r.name for r in rows] == ["uda_spcl", "uda_spcl_cc"]  # no CC-on-B-alone runs
+    results = {
+        ("uda_spcl", 1): result(1, 0.30), ("uda_spcl", 2): result(2, 0.50),
+        ("uda_spcl_cc", 1): result(1, 0.40), ("uda_spcl_cc", 2): result(2, 0.45),
+    }  # fmt: skip
+    text, failed = bm.tables(rows, [1, 2], results, [], True, {}, "random", bases)
+    table = table_rows(text)
+    assert not failed and table["SpCL + CC UDA, A→B"][5] == "(baseline)"
+    assert table["SpCL UDA, A→B"][5] == "-2.5 ± 10.6"  # -10, +5 -> mean -2.5, std 10.6
+    with pytest.raises(bm.BenchmarkError, match="no such row"):
+        bm.choose_baselines(["nope"])
+    with pytest.raises(bm.BenchmarkError, match="two rows of group 'uda'"):
+        bm.choose_baselines(["uda_spcl", "uda_spcl_cc"])
+
+
 def fake_finished(run_dir: Path, seed: int, m: float, r1: float, wall: float) -> None:
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(f"train:\n  epochs: 1\n  seed: {seed}\n")
