@@ -95,6 +95,8 @@ ROWS = [
         default=False,
     ),  # fmt: skip
     Row("csa_hps", "CSA + HPS", "csa_hps/demo"),
+    Row("csa_hps_warm", "CSA + HPS, SAA in the memory from epoch 3", "csa_hps/demo",
+        ("csa_hps.saa_start_epoch=2",), default=False),  # fmt: skip
     Row("spcl", "SpCL", "spcl/demo"),
     Row("spcl_extracted", "SpCL, extracted features clustered", "spcl/demo", FRESH, default=False),
     Row("spcl_stream", "SpCL, reference batches (pk_stream)", "spcl/demo", STREAM, default=False),

@@ -62,3 +62,24 @@ def test_csa_hps_rejects_bad_settings(setup_method):
     for bad in ("csa_hps.init=median", "csa_hps.update=best", "csa_hps.heads=3"):
         with pytest.raises(ValueError, match="csa_hps"):
             setup_method("csa_hps", bad)
+
+
+def test_csa_hps_warm_up_keeps_saa_out_of_the_memory_until_its_epoch(setup_method, batch_of):
+    # setup_method starts epoch 0: in the warm-up, mean prototypes and the hard update
+    cfg, m, feats, labels = setup_method("csa_hps", "csa_hps.saa_start_epoch=2", "csa_hps.heads=2")
+    torch.testing.assert_close(m.memory.bank, labels.centroids(feats))
+    batch = batch_of(feats[[0, 1, 11, 3]], [0, 0, 0, 1])
+    losses = m.losses(batch)
+    assert "aggregation_nce" in losses  # SAA trains during the warm-up
+    old = m.memory.bank.clone()
+    m.update_memories(batch)
+    members = feats[[0, 1, 11]]
+    hardest = members[torch.argmin(members @ old[0])]  # least similar to the row
+    torch.testing.assert_close(m.memory.bank[0], F.normalize(0.1 * old[0] + 0.9 * hardest, dim=0))
+    m.start_epoch(2, feats, labels, torch.zeros(12, dtype=torch.long))  # warm-up over
+    m.saa.eval()
+    with torch.no_grad():
+        protos, _ = m.saa.aggregate_clusters(feats, torch.as_tensor(labels.labels.copy()), 3)
+    torch.testing.assert_close(m.memory.bank, protos)
+    with pytest.raises(ValueError, match="saa_start_epoch"):
+        setup_method("csa_hps", "csa_hps.saa_start_epoch=-1")

@@ -31,6 +31,9 @@ What we built (``models/set_attention.py`` holds the module):
   similar to the row) and ``"mean"`` (batch mean; "HPS off") are the
   comparisons. Ranking within the batch group, not over the whole cluster,
   keeps the dispersion current with the features being trained.
+* Warm-up (``saa_start_epoch``, ours): before that epoch the memory starts
+  from cluster means and takes the least similar instance (``update="hard"``)
+  while the aggregation loss already trains SAA.
 * SAA exists (and its loss is on) whenever CSA or HPS uses it; with
   ``init=mean, update=mean`` the method is Cluster Contrast with the mean
   update.
@@ -74,6 +77,10 @@ class CSAHPSConfig:
     # Weight of the aggregation loss that trains SAA: each batch cluster group's
     # aggregated prototype, ClusterNCE against the memory.
     aggregation_weight: float = 1.0
+    # Warm-up (ours; 0 = SAA from the start): epochs (0-based) before which the memory
+    # is Cluster Contrast's hard variant (mean prototypes, least-similar update) while
+    # the aggregation loss already trains SAA, so SAA never shapes the memory untrained.
+    saa_start_epoch: int = 0
 
     def __post_init__(self) -> None:
         check_choice("init", self.init, INITS)
@@ -83,11 +90,12 @@ class CSAHPSConfig:
         check_range("attention_temperature", self.attention_temperature, 0.0, low_open=True)
         check_range("aggregation_weight", self.aggregation_weight, 0.0)
         check_range("heads", self.heads, 1)
+        check_range("saa_start_epoch", self.saa_start_epoch, 0)
 
     def ignored(self) -> dict[str, str]:
         if self.init == "mean" and self.update != "hps":  # no SAA module at all
             why = f"csa_hps.init=mean, update={self.update}"
-            keys = ("heads", "attention_temperature", "aggregation_weight")
+            keys = ("heads", "attention_temperature", "aggregation_weight", "saa_start_epoch")
             return {key: why for key in keys}
         return {}
 
@@ -105,6 +113,7 @@ class CSAHPS(Method):
         self.saa: SelfAttentionAggregation | None = None
         if c.init == "csa" or c.update == "hps":
             self.saa = SelfAttentionAggregation(feature_dim, c.heads, c.attention_temperature)
+        self._saa_feeds_memory = True  # False in warm-up epochs (`saa_start_epoch`)
         # epoch-start dispersion and pseudo labels, kept for `diagnostics`
         self._dispersion: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -112,6 +121,7 @@ class CSAHPS(Method):
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
     ) -> None:
         self._dispersion = None
+        self._saa_feeds_memory = epoch >= self.cfg.saa_start_epoch
         if self.saa is None:
             self.memory.reset(labels.centroids(features).to(self.memory.bank.device))
             return
@@ -123,7 +133,7 @@ class CSAHPS(Method):
                 features.to(self.memory.bank.device), ids, labels.num_clusters
             )
         self.saa.train(was_training)
-        if self.cfg.init == "csa":
+        if self.cfg.init == "csa" and self._saa_feeds_memory:
             self.memory.reset(protos)
         else:
             self.memory.reset(labels.centroids(features).to(self.memory.bank.device))
@@ -161,8 +171,9 @@ class CSAHPS(Method):
     @torch.no_grad()
     def update_memories(self, batch: Batch) -> None:
         x, y = batch.features, batch.targets
-        if self.cfg.update != "hps":
-            self.memory.update(x, y)  # "hard": least similar to the row; "mean": batch mean
+        if self.cfg.update != "hps" or not self._saa_feeds_memory:
+            # "hard" (and HPS's warm-up): least similar to the row; "mean": batch mean
+            self.memory.update(x, y)
             return
         dispersion = batch.extras.get("dispersion")
         if dispersion is None:
