@@ -76,6 +76,8 @@ class Row:
 
 CAMERA_FRAME, RANDOM = ("gcl_scl.order=camera_frame",), ("gcl_scl.order=random",)
 KNN = ("gcl_scl.graph=knn",)  # issue 17: identity-free CR graphs by construction
+KNN_WARM = (*KNN, "gcl_scl.cr_start_epoch=2")  # issue 17: CR from epoch 3
+SAA_WARM = ("csa_hps.saa_start_epoch=2",)  # issue 17: SAA feeds the memory from epoch 3
 FRESH = ("spcl.cluster_on=extracted",)  # a diagnosis row: SpCL clustering fresh features
 STREAM = ("train.sampler=pk_stream",)  # a diagnosis row: SpCL with the reference's batches
 ROWS = [
@@ -87,16 +89,9 @@ ROWS = [
     Row("gcl_scl_camera_frame", "GCL + SCL, camera_frame order", "gcl_scl/demo", CAMERA_FRAME),
     Row("gcl_scl_random", "GCL + SCL, random order", "gcl_scl/demo", RANDOM, default=False),
     Row("gcl_scl_knn", "GCL + SCL, kNN graphs", "gcl_scl/demo", KNN, default=False),
-    Row(
-        "gcl_scl_knn_warm",
-        "GCL + SCL, kNN graphs, CR from epoch 3",
-        "gcl_scl/demo",
-        (*KNN, "gcl_scl.cr_start_epoch=2"),
-        default=False,
-    ),  # fmt: skip
+    Row("gcl_scl_knn_warm", "GCL + SCL, kNN + CR warm-up", "gcl_scl/demo", KNN_WARM, default=False),
     Row("csa_hps", "CSA + HPS", "csa_hps/demo"),
-    Row("csa_hps_warm", "CSA + HPS, SAA in the memory from epoch 3", "csa_hps/demo",
-        ("csa_hps.saa_start_epoch=2",), default=False),  # fmt: skip
+    Row("csa_hps_warm", "CSA + HPS, SAA warm-up", "csa_hps/demo", SAA_WARM, default=False),
     Row("spcl", "SpCL", "spcl/demo"),
     Row("spcl_extracted", "SpCL, extracted features clustered", "spcl/demo", FRESH, default=False),
     Row("spcl_stream", "SpCL, reference batches (pk_stream)", "spcl/demo", STREAM, default=False),
@@ -219,28 +214,23 @@ def prepare_data(roles: set[str], given: dict[str, str | None]) -> dict[str, Pat
 
 def data_overrides(row: Row, roots: dict[str, Path]) -> list[str]:
     if row.data == "A->B":
-        return [
-            "data.source=synthetic",
-            f"data.source_root={roots['A']}",
-            f"data.root={roots['B']}",
-        ]
+        source = ["data.source=synthetic", f"data.source_root={roots['A']}"]
+        return [*source, f"data.root={roots['B']}"]
     return [f"data.root={roots[row.data]}"]
 
 
 def plan(
     row: Row, seeds: list[int], out: Path, roots: dict[str, Path], extra: list[str], threads: int
 ) -> list[Planned]:
-    overrides = [*row.overrides, *data_overrides(row, roots), *extra]
-    key = json.dumps({"preset": row.preset, "overrides": overrides})
+    base = [*row.overrides, *data_overrides(row, roots)]
+    key = json.dumps({"preset": row.preset, "overrides": [*base, *extra]})
     folder = out / f"{row.name}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-    runs = []
-    for seed in seeds:
-        run_dir = folder / f"seed{seed}"
-        # threads before the user's overrides, so an explicit --set train.threads wins
-        args = [*row.overrides, *data_overrides(row, roots), f"train.seed={seed}"]
-        args += [f"train.threads={threads}", *extra]
-        runs.append(Planned(row, seed, run_dir, tuple(args)))
-    return runs
+    # threads before the user's overrides, so an explicit --set train.threads wins
+    per_run = [f"train.threads={threads}", *extra]
+    return [
+        Planned(row, seed, folder / f"seed{seed}", (*base, f"train.seed={seed}", *per_run))
+        for seed in seeds
+    ]
 
 
 def tables(
