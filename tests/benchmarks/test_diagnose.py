@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from bench_scripts import load_script
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_diagnose", BENCH / "diagnose.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_diagnose"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-dg = load_script()
+dg = load_script("diagnose.py", "bench_diagnose")
 
 
 def record(epoch, clusters, largest, ari, diagnostics=None, test=None):

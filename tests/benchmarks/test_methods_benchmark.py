@@ -7,7 +7,6 @@ end-to-end table against what the run folders hold.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import statistics
@@ -17,25 +16,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bench_scripts import BENCH, load_script
 
 from tiny_runs import QUIET_RUN
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCH))  # methods.py imports its sibling method_table
+bm = load_script("methods.py", "bench_methods")  # puts benchmarks/ on sys.path
 import method_runs as mr  # noqa: E402
 import method_table as mt  # noqa: E402
-
-
-def load_script():
-    """benchmarks/methods.py under a name that cannot clash with tests/methods/."""
-    spec = importlib.util.spec_from_file_location("bench_methods", BENCH / "methods.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_methods"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bm = load_script()
 
 
 def result(seed, m, r1=None, wall=None, error=None, start=None):
