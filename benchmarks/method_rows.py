@@ -1,0 +1,91 @@
+"""The rows of benchmarks/methods.py: what each table compares, on which synthetic set.
+
+A row is data (a label, a preset, its overrides); methods.py plans and runs them.
+Run folders are named `<row>-<hash of preset and overrides>`, so renaming or
+adding rows here never reuses or invalidates another row's runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from unreid.data.synthetic import SynthConfig
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: `data` is "A" (demo set), "B" (target alone) or "A->B" (adaptation)."""
+
+    name: str
+    label: str
+    preset: str
+    overrides: tuple[str, ...] = ()
+    group: str = "demo"
+    data: str = "A"
+    default: bool = True  # in its group's table when the group is asked for
+
+
+CAMERA_FRAME, RANDOM = ("gcl_scl.order=camera_frame",), ("gcl_scl.order=random",)
+KNN = ("gcl_scl.graph=knn",)  # issue 17: identity-free CR graphs by construction
+KNN_WARM = (*KNN, "gcl_scl.cr_start_epoch=2")  # issue 17: CR from epoch 3
+SAA_WARM = ("csa_hps.saa_start_epoch=2",)  # issue 17: SAA feeds the memory from epoch 3
+# issue 17's ablations: one switch of the full method off at a time (GCL on camera_frame
+# chunks, the paper's form with an identity-free order; CSA + HPS as the paper)
+NO_CR = ("gcl_scl.cr=false",)  # NS still trains through the GCL module
+NO_GCL = (*NO_CR, "gcl_scl.ns=false")  # SCL alone (NS off needs CR off: CR uses what NS trains)
+NO_SCL = (*CAMERA_FRAME, "gcl_scl.update=average")  # batch-mean update: SCL's policy off
+NO_CSA, NO_HPS = ("csa_hps.init=mean",), ("csa_hps.update=mean",)
+FRESH = ("spcl.cluster_on=extracted",)  # a diagnosis row: SpCL clustering fresh features
+STREAM = ("train.sampler=pk_stream",)  # a diagnosis row: SpCL with the reference's batches
+ROWS = [
+    Row("cc", "Cluster Contrast", "demo"),
+    Row("hhcl", "HHCL", "hhcl/demo"),
+    Row("cap", "CAP + CC", "cap/demo"),
+    Row("cap_only", "CAP alone", "cap/demo_cap_only"),
+    Row("gcl_scl", "GCL + SCL, name order (identity leak)", "gcl_scl/demo"),
+    Row("gcl_scl_camera_frame", "GCL + SCL, camera_frame order", "gcl_scl/demo", CAMERA_FRAME),
+    Row("gcl_scl_random", "GCL + SCL, random order", "gcl_scl/demo", RANDOM, default=False),
+    Row("gcl_scl_knn", "GCL + SCL, kNN graphs", "gcl_scl/demo", KNN, default=False),
+    Row("gcl_scl_knn_warm", "GCL + SCL, kNN + CR warm-up", "gcl_scl/demo", KNN_WARM, default=False),
+    Row("gcl_scl_no_cr", "GCL + SCL, CR off", "gcl_scl/demo", NO_CR, default=False),
+    Row("gcl_scl_no_gcl", "GCL + SCL, CR and NS off", "gcl_scl/demo", NO_GCL, default=False),
+    Row("gcl_scl_no_scl", "GCL + SCL, SCL off", "gcl_scl/demo", NO_SCL, default=False),
+    Row("csa_hps", "CSA + HPS", "csa_hps/demo"),
+    Row("csa_hps_warm", "CSA + HPS, SAA warm-up", "csa_hps/demo", SAA_WARM, default=False),
+    Row("csa_hps_no_csa", "CSA + HPS, CSA off (mean init)", "csa_hps/demo", NO_CSA, default=False),
+    Row("csa_hps_no_hps", "CSA + HPS, HPS off", "csa_hps/demo", NO_HPS, default=False),
+    Row("spcl", "SpCL", "spcl/demo"),
+    Row("spcl_extracted", "SpCL, extracted features clustered", "spcl/demo", FRESH, default=False),
+    Row("spcl_stream", "SpCL, reference batches (pk_stream)", "spcl/demo", STREAM, default=False),
+    Row("ice", "ICE", "ice/demo"),
+    Row("uda_cc_target_only", "Cluster Contrast, B alone", "demo", group="uda", data="B"),
+    Row("uda_spcl", "SpCL UDA, A→B", "spcl/demo_uda", group="uda", data="A->B"),
+    Row("uda_spcl_cc", "SpCL + CC UDA, A→B", "spcl_uda/demo", group="uda", data="A->B"),
+]
+OUT = Path(__file__).resolve().parent / "out" / "methods"  # ignored by git (/benchmarks/out/)
+BASELINES = {"demo": "cc", "uda": "uda_cc_target_only"}
+# A: the demo's set (the folder `unreid demo` writes); B: another domain (docs/datasets.md)
+B_SET = SynthConfig(ids=200, seed=1, warmth=0.25, exposure=-0.3, scenery_saturation=0.7)
+# P: the pretraining domain of `--regime pretrained` (other people, cool and bright)
+P_SET = SynthConfig(ids=200, seed=2, warmth=-0.2, exposure=0.2, scenery_saturation=0.5)
+SETS = {
+    "A": ("synthetic-demo-ids200-seed0", SynthConfig(ids=200, seed=0)),
+    "B": ("synthetic-b-ids200-seed1", replace(B_SET, colour_cast=0.1, lighting=0.15)),
+    "P": ("synthetic-p-ids200-seed2", P_SET),
+}
+# --regime pretrained: every row starts from this run's last.pth (identities known on P)
+PRETRAIN = Row(
+    "pretrain", "Cluster Contrast on true identities", "cluster_contrast/pretrain_demo", data="P"
+)
+REGIMES = {
+    "random": "every run starts from its preset's model.pretrained (none in the demo presets)",
+    "pretrained": "every run starts from one ResNet-18 trained with true identities on "
+    "synthetic set P (200 ids, data seed 2, cool and bright; "
+    "preset cluster_contrast/pretrain_demo)",
+}
+TITLES = {
+    "demo": "synthetic set A (the demo's: 200 ids, data seed 0)",
+    "uda": "target: synthetic set B (200 ids, data seed 1, warm and dark); "
+    "A→B rows adapt from labelled set A",
+}
