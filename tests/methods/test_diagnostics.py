@@ -58,7 +58,10 @@ def test_dispersion_auc_is_the_pairwise_probability():
     wins = sum((p > q) + 0.5 * (p == q) for p, q in itertools.product(pos, neg))
     assert got["dispersion_outlier_auc"] == pytest.approx(wins / (len(pos) * len(neg)))
     assert got["impure_fraction"] == pytest.approx(len(pos) / (len(pos) + len(neg)))
-    assert got["dispersion_mean"] == pytest.approx(np.mean(pos + neg))
+    kept = pos + neg
+    mean = sum(kept) / len(kept)
+    spread = math.sqrt(sum((d - mean) ** 2 for d in kept) / len(kept))
+    assert got["dispersion_std"] == pytest.approx(spread)
     pure = dispersion_diagnostics(dispersion, labels, labels)  # nothing impure: no AUC
     assert math.isnan(pure["dispersion_outlier_auc"]) and pure["impure_fraction"] == 0
 

@@ -58,6 +58,10 @@ def dispersion_diagnostics(
 ) -> dict[str, float]:
     """How well a per-image dispersion ranks a cluster's wrongly included images first.
 
+    ``dispersion_std``: the spread over clustered images. SAA's dispersion is
+    1 - n * (received attention), which averages to exactly 0 within every cluster,
+    so its mean says nothing; its spread says whether the attention is uniform
+    (std 0: prototypes are plain means and HPS picks among ties).
     ``dispersion_outlier_auc``: the probability that an impure member (see
     `impure_members`) has a higher dispersion than a pure one, over all clustered
     images (0.5 = no better than chance; NaN when either kind is missing).
@@ -65,7 +69,8 @@ def dispersion_diagnostics(
     dispersion, labels = np.asarray(dispersion), np.asarray(labels)
     _check_rows(dispersion=dispersion, labels=labels)
     clustered = labels >= 0
-    out = {"dispersion_mean": _mean(dispersion[clustered])}
+    kept = dispersion[clustered]
+    out = {"dispersion_std": float(kept.std()) if kept.size else float("nan")}
     if true_ids is None:
         return out
     impure = impure_members(labels, true_ids)[clustered]
