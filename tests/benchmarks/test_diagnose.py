@@ -78,6 +78,14 @@ def test_cli_prints_the_tables_and_refuses_unknown_rows(out, capsys):
     assert "rows ['hhcl']" in capsys.readouterr().err
 
 
+def test_a_row_with_every_seed_still_running_prints_no_epochs(out, capsys):
+    write_seed(out / "knn-0a0a0a", 1, [record(1, 7, 7, 0.2)])  # no last-epoch test yet
+    assert dg.main(["--out", str(out)]) == 0  # plain text: widths from the header alone
+    text = capsys.readouterr().out
+    assert "knn-0a0a0a (random init; seeds []; unfinished, left out: [1])" in text
+    assert "knn-0a0a0a  random init       0      –" in text  # a summary row of dashes
+
+
 def test_a_broken_log_line_is_named(out):
     log = out / "cc-def456" / "seed1" / "log.jsonl"
     log.write_text(log.read_text() + "{not json\n")
