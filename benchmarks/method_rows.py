@@ -32,8 +32,11 @@ KNN_WARM = (*KNN, "gcl_scl.cr_start_epoch=2")  # issue 17: CR from epoch 3
 SAA_WARM = ("csa_hps.saa_start_epoch=2",)  # issue 17: SAA feeds the memory from epoch 3
 # issue 17's ablations: one switch of the full method off at a time (GCL on camera_frame
 # chunks, the paper's form with an identity-free order; CSA + HPS as the paper)
-NO_CR = ("gcl_scl.cr=false",)  # NS still trains through the GCL module
-NO_GCL = (*NO_CR, "gcl_scl.ns=false")  # SCL alone (NS off needs CR off: CR uses what NS trains)
+# CR off: NS still trains through the GCL module, and the x^ memory still starts from
+# v^ of the ordered graphs, so the order matters here too (camera_frame, identity-free)
+NO_CR = (*CAMERA_FRAME, "gcl_scl.cr=false")
+NO_CR_NAME = ("gcl_scl.cr=false",)  # the first CR-off row: its x^ memory saw name-order graphs
+NO_GCL = ("gcl_scl.cr=false", "gcl_scl.ns=false")  # SCL alone (no GCL module: order unused)
 NO_SCL = (*CAMERA_FRAME, "gcl_scl.update=average")  # batch-mean update: SCL's policy off
 NO_CSA, NO_HPS = ("csa_hps.init=mean",), ("csa_hps.update=mean",)
 FRESH = ("spcl.cluster_on=extracted",)  # a diagnosis row: SpCL clustering fresh features
@@ -49,6 +52,13 @@ ROWS = [
     Row("gcl_scl_knn", "GCL + SCL, kNN graphs", "gcl_scl/demo", KNN, default=False),
     Row("gcl_scl_knn_warm", "GCL + SCL, kNN + CR warm-up", "gcl_scl/demo", KNN_WARM, default=False),
     Row("gcl_scl_no_cr", "GCL + SCL, CR off", "gcl_scl/demo", NO_CR, default=False),
+    Row(
+        "gcl_scl_no_cr_name",
+        "GCL + SCL, CR off, name order",
+        "gcl_scl/demo",
+        NO_CR_NAME,
+        default=False,
+    ),
     Row("gcl_scl_no_gcl", "GCL + SCL, CR and NS off", "gcl_scl/demo", NO_GCL, default=False),
     Row("gcl_scl_no_scl", "GCL + SCL, SCL off", "gcl_scl/demo", NO_SCL, default=False),
     Row("csa_hps", "CSA + HPS", "csa_hps/demo"),
