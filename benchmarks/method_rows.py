@@ -36,7 +36,7 @@ SAA_WARM = ("csa_hps.saa_start_epoch=2",)  # issue 17: SAA feeds the memory from
 # v^ of the ordered graphs, so the order matters here too (camera_frame, identity-free)
 NO_CR = (*CAMERA_FRAME, "gcl_scl.cr=false")
 NO_CR_NAME = ("gcl_scl.cr=false",)  # the first CR-off row: its x^ memory saw name-order graphs
-NO_GCL = ("gcl_scl.cr=false", "gcl_scl.ns=false")  # SCL alone (no GCL module: order unused)
+NO_GCL = (*NO_CR_NAME, "gcl_scl.ns=false")  # SCL alone (no GCL module: order unused)
 NO_SCL = (*CAMERA_FRAME, "gcl_scl.update=average")  # batch-mean update: SCL's policy off
 NO_CSA, NO_HPS = ("csa_hps.init=mean",), ("csa_hps.update=mean",)
 FRESH = ("spcl.cluster_on=extracted",)  # a diagnosis row: SpCL clustering fresh features
