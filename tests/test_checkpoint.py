@@ -8,7 +8,16 @@ import torch
 from torch import nn
 
 from unreid import checkpoint
-from unreid.checkpoint import CheckpointMismatch, load_checkpoint, load_state, save_checkpoint
+from unreid.checkpoint import (
+    INFERENCE,
+    TRAINING,
+    CheckpointMismatch,
+    checkpoint_kind,
+    load_checkpoint,
+    load_state,
+    peek_checkpoint,
+    save_checkpoint,
+)
 
 
 class Tiny(nn.Module):
@@ -130,3 +139,23 @@ def test_a_kill_while_writing_keeps_the_previous_file(tmp_path):
     assert done.returncode == -9
     assert load_checkpoint(path)["epoch"] == 1  # the previous checkpoint, complete
     assert (tmp_path / "last.pth.tmp").is_file()  # the stale temp a resume cleans up
+
+
+def test_kind_is_recorded_or_read_off_the_entries():
+    assert checkpoint_kind({"kind": INFERENCE, "optimizer": {}}) == INFERENCE
+    assert checkpoint_kind({"kind": TRAINING}) == TRAINING
+    full = dict.fromkeys(("model", "method", "optimizer", "scheduler", "state", "config"), {})
+    assert checkpoint_kind(full) == TRAINING  # a best.pth from before the split: resumable
+    assert checkpoint_kind({"model": {}, "config": {}, "state": {}}) == INFERENCE
+
+
+def test_peek_maps_the_tensors_and_names_a_bad_file(tmp_path):
+    path = tmp_path / "best.pth"
+    save_checkpoint(path, kind=INFERENCE, model={"w": torch.arange(6.0)})
+    peeked = peek_checkpoint(path)
+    assert peeked["kind"] == INFERENCE and torch.equal(peeked["model"]["w"], torch.arange(6.0))
+    (tmp_path / "broken.pth").write_bytes(b"\x00not a torch file")
+    with pytest.raises(ValueError, match=r"broken\.pth.*not a readable unreid checkpoint"):
+        peek_checkpoint(tmp_path / "broken.pth")
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        peek_checkpoint(tmp_path / "nowhere.pth")

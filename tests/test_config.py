@@ -283,6 +283,14 @@ def test_cap_alone_presets_carry_the_authors_recipe():
         ),
         ("train.warmup_epochs=-2", r"train\.warmup_epochs=-2: must be >= 0"),
         ("train.warmup_factor=0", r"train\.warmup_factor=0\.0: must be in \(0\.0, 1\.0\]"),
+        ("train.optimizer=adamw", r"train\.optimizer='adamw': must be one of adam, sgd"),
+        ("train.scheduler=poly", r"train\.scheduler='poly': must be one of step, cosine"),
+        (
+            "train.no_weight_decay=bias",
+            r"train\.no_weight_decay='bias': must be one of none, norm_bias_tokens",
+        ),
+        ("train.momentum=1", r"train\.momentum=1\.0: must be in \[0\.0, 1\.0\)"),
+        ("train.min_lr_factor=-0.1", r"train\.min_lr_factor=-0\.1: must be in \[0\.0, 1\.0\]"),
     ],
 )
 def test_bad_schedule_and_sampler_values_name_key_expected_and_found(override, pattern):
@@ -299,6 +307,22 @@ def test_schedule_and_epoch_keys_ignored_by_the_mode(caplog, tmp_path: Path):
     saved = cfg.to_dict()["train"]
     assert "iters" not in saved and "warmup_factor" not in saved
     assert saved["epoch_length"] == "one_pass" and saved["warmup_epochs"] == 0
+
+
+def test_optimizer_and_schedule_keys_ignored_by_the_mode(caplog):
+    with caplog.at_level("WARNING", logger="unreid"):
+        cfg = load_config(None, ["train.momentum=0.8", "train.scheduler=cosine",
+                                 "train.step_size=30"])  # fmt: skip
+    assert "train.momentum=0.8 is ignored (train.optimizer=adam)" in caplog.text
+    assert "train.step_size=30 is ignored (train.scheduler=cosine)" in caplog.text
+    saved = cfg.to_dict()["train"]
+    assert {"momentum", "step_size", "gamma"}.isdisjoint(saved)
+    assert saved["scheduler"] == "cosine" and saved["min_lr_factor"] == 0.0
+    assert saved["optimizer"] == "adam" and saved["no_weight_decay"] == "none"
+    sgd = load_config(None, ["train.optimizer=sgd", "train.no_weight_decay=norm_bias_tokens"])
+    saved = sgd.to_dict()["train"]
+    assert saved["momentum"] == 0.9 and saved["no_weight_decay"] == "norm_bias_tokens"
+    assert "min_lr_factor" not in saved and saved["step_size"] == 20
 
 
 def test_reference_presets_keep_the_4_gpu_batchnorm_statistics():

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from unreid.checkpoint import INFERENCE, save_checkpoint
 from unreid.config import ConfigError, load_config
-from unreid.resume import RESUMABLE, changed_keys, refuse_changes, resume_config, resume_point
+from unreid.resume import (
+    RESUMABLE,
+    InferenceCheckpointError,
+    changed_keys,
+    refuse_changes,
+    resume_config,
+    resume_point,
+)
 
 
 def test_resume_point_from_a_folder_or_a_file(tmp_path):
@@ -18,6 +26,25 @@ def test_resume_point_from_a_folder_or_a_file(tmp_path):
     assert resume_point(run / "last.pth") == (run, run / "last.pth")
     with pytest.raises(FileNotFoundError, match="no such run folder or checkpoint"):
         resume_point(tmp_path / "missing")
+
+
+def test_an_inference_checkpoint_cannot_be_resumed(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "best.pth", kind=INFERENCE, model={}, config={}, state={"epoch": 3})
+    pattern = (
+        r"--resume .*best\.pth: best\.pth is an inference checkpoint .*no optimizer.*"
+        r"Resume from the run's last\.pth instead: --resume .*last\.pth \(not there"
+    )
+    with pytest.raises(InferenceCheckpointError, match=pattern):
+        resume_point(run / "best.pth")
+    (run / "last.pth").write_bytes(b"x")  # there now: the message no longer says otherwise
+    with pytest.raises(InferenceCheckpointError, match=r"last\.pth$"):
+        resume_point(run / "best.pth")
+    from unreid.cli import main
+
+    assert main(["train", "--resume", str(run / "best.pth")]) == 2
+    assert "best.pth is an inference checkpoint" in capsys.readouterr().err
 
 
 def test_only_resumable_keys_may_be_overridden(tmp_path):

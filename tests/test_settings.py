@@ -27,6 +27,11 @@ from unreid.settings import ClusterConfig, DataConfig, EvalConfig, ModelConfig, 
         (TrainConfig, {"warmup_factor": 1.5}, "warmup_factor"),
         (TrainConfig, {"sampler": "random"}, "sampler"),
         (TrainConfig, {"epoch_length": "epochs"}, "epoch_length"),
+        (TrainConfig, {"optimizer": "adamw"}, "optimizer"),
+        (TrainConfig, {"momentum": 1.0}, "momentum"),
+        (TrainConfig, {"scheduler": "poly"}, "scheduler"),
+        (TrainConfig, {"min_lr_factor": 1.5}, "min_lr_factor"),
+        (TrainConfig, {"no_weight_decay": "bias"}, "no_weight_decay"),
         (EvalConfig, {"select_best_on": "best"}, "select_best_on"),
     ],
 )
@@ -52,6 +57,21 @@ def test_cluster_keys_ignored_by_the_mode():
 
 
 def test_train_keys_ignored_by_the_mode():
-    assert set(TrainConfig().ignored()) == {"bn_running_stats", "warmup_factor"}
-    on = TrainConfig(warmup_epochs=10, bn_group_size=64, epoch_length="one_pass")
-    assert on.ignored() == {"iters": "train.epoch_length=one_pass"}
+    assert set(TrainConfig().ignored()) == {
+        "bn_running_stats",
+        "warmup_factor",
+        "momentum",
+        "min_lr_factor",
+    }
+    on = TrainConfig(warmup_epochs=10, bn_group_size=64, epoch_length="one_pass", optimizer="sgd")
+    assert on.ignored() == {
+        "iters": "train.epoch_length=one_pass",
+        "min_lr_factor": "train.scheduler=step",
+    }
+    cosine = TrainConfig(scheduler="cosine", warmup_epochs=10, optimizer="sgd").ignored()
+    assert cosine == {
+        "bn_running_stats": "train.bn_group_size=0",
+        "step_size": "train.scheduler=cosine",
+        "gamma": "train.scheduler=cosine",
+    }
+    assert TrainConfig().ignored()["momentum"] == "train.optimizer=adam"

@@ -5,6 +5,11 @@ reference code's numpy scalars break loading on torch >= 2.6). A checkpoint is
 written to a temporary file, flushed to disk (fsync) and only then renamed
 over the previous one, so a kill or a power cut leaves either the old
 complete file or the new complete file, never half of one.
+
+A checkpoint is of one of two kinds, recorded under `kind`. A training one
+(`last.pth`) holds everything a resume needs, optimizer state included; an
+inference one (`best.pth`) holds only what embedding images needs, since for a
+ViT-B the optimizer's moments alone are two thirds of a gigabyte.
 """
 
 from __future__ import annotations
@@ -18,9 +23,21 @@ from torch import nn
 
 from unreid.faults import kill_point
 
-__all__ = ["CheckpointMismatch", "load_checkpoint", "load_state", "save_checkpoint"]
+__all__ = [
+    "INFERENCE",
+    "TRAINING",
+    "CheckpointMismatch",
+    "checkpoint_kind",
+    "load_checkpoint",
+    "load_state",
+    "peek_checkpoint",
+    "save_checkpoint",
+]
 
 TMP_SUFFIX = ".tmp"
+TRAINING, INFERENCE = "training", "inference"
+RESUME_KEYS = ("model", "method", "optimizer", "scheduler", "state", "config")
+"""What a training checkpoint must hold for a resume to be the uninterrupted run."""
 
 
 class CheckpointMismatch(ValueError):
@@ -71,6 +88,30 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise ValueError(f"{path}: not a readable unreid checkpoint ({err})") from err
+
+
+def peek_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The saved dict with its tensors memory-mapped, not read: cheap even for a 1 GB file.
+
+    For questions about a checkpoint's entries (its kind, its config) asked before
+    deciding whether to load it at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip-format file: mmap cannot serve it, a full read may
+        return load_checkpoint(path)
+
+
+def checkpoint_kind(ckpt: dict[str, Any]) -> str:
+    """`TRAINING` or `INFERENCE`; files from before the split carry no `kind`, so their
+    entries decide (a full training checkpoint can still be resumed)."""
+    kind = ckpt.get("kind")
+    if kind in (TRAINING, INFERENCE):
+        return kind
+    return TRAINING if all(k in ckpt for k in RESUME_KEYS) else INFERENCE
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -16,6 +16,7 @@ from unreid.data.samples import Sample
 from unreid.data.transforms import test_transform
 from unreid.distributed import DistContext
 from unreid.faults import kill_point
+from unreid.models.vit import camera_ids
 from unreid.precision import Precision
 
 
@@ -45,8 +46,9 @@ def extract_features(
     was_training = model.training
     model.eval()
     chunks = []
-    for images, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
-        with autocast():
+    cameras = torch.tensor([s.camera for s in samples])  # for a camera embedding, if any
+    for images, index in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        with autocast(), camera_ids(model, cameras[index]):
             out = model(images.to(device, non_blocking=True))
         chunks.append(out.float().cpu())
         kill_point("extract")

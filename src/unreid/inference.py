@@ -5,6 +5,12 @@ or normalisation degrades features silently rather than failing. So the size
 comes from the config the checkpoint (or a safetensors export) carries, never
 from a default, and every input kind (path, PIL image, uint8 tensor) goes
 through the very transform evaluation uses.
+
+What an inference checkpoint (`best.pth`) holds is decided here, beside the
+code that reads it: the weights, the config, the preprocessing spelled out (so
+a reader without this package knows the input size and normalisation), and the
+epoch and scores it was chosen at. No optimizer or memories: they are twice
+the model's size and only a resume needs them (`last.pth`).
 """
 
 from __future__ import annotations
@@ -17,18 +23,19 @@ from typing import Any
 
 import torch
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import to_pil_image
 from tqdm import tqdm
 
-from unreid.checkpoint import load_checkpoint
+from unreid.checkpoint import INFERENCE, load_checkpoint
 from unreid.config import Config, config_from_dict
 from unreid.data.image_dataset import read_image
 from unreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, test_transform
 from unreid.errors import ConfigError
-from unreid.models.reid_model import ReidModel, build_model
+from unreid.models.reid_model import build_model
 
-__all__ = ["ImageInput", "Preprocessing", "ReidEmbedder", "load_model"]
+__all__ = ["ImageInput", "Preprocessing", "ReidEmbedder", "inference_checkpoint", "load_model"]
 
 ImageInput = str | Path | Image.Image | torch.Tensor
 CONFIG_METADATA_KEY = "unreid_config"
@@ -55,6 +62,49 @@ class Preprocessing:
             "std": list(self.std),
             "layout": "NCHW float32, RGB",
         }
+
+    @classmethod
+    def of_config(cls, cfg: Config) -> Preprocessing:
+        return cls(cfg.data.height, cfg.data.width)
+
+    def check_record(self, record: Any, source: str) -> None:
+        """Refuse a checkpoint whose recorded preprocessing is not the one `transform` applies.
+
+        Embedding with another size or normalisation than the model learnt on gives
+        worse features without any error, so a disagreement stops here instead.
+        """
+        if record is None:
+            return  # written before preprocessing was recorded: the config alone says it
+        ours = self.as_dict()
+        if not isinstance(record, dict):
+            raise ConfigError(f"{source}: 'preprocessing' is not a mapping ({record!r})")
+        diffs = [
+            f"{k}: file {record.get(k)!r}, applied {v!r}"
+            for k, v in ours.items()
+            if record.get(k) != v
+        ]
+        if diffs:
+            raise ConfigError(
+                f"{source}: the model expects other preprocessing than this package applies "
+                f"({'; '.join(diffs)}); its features would be wrong"
+            )
+
+
+def inference_checkpoint(
+    model: dict[str, torch.Tensor],
+    cfg: Config,
+    state: dict[str, Any],
+    scores: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """What `best.pth` holds: all `load_model` and `unreid eval` need, nothing to resume."""
+    return {
+        "kind": INFERENCE,
+        "model": model,
+        "config": cfg.to_dict(),
+        "preprocessing": Preprocessing.of_config(cfg).as_dict(),
+        "state": dict(state),
+        "scores": scores,
+    }
 
 
 def to_pil(image: ImageInput, where: str) -> Image.Image:
@@ -107,11 +157,11 @@ class ReidEmbedder:
     """A trained model bound to its preprocessing and a device: images in, unit vectors out."""
 
     def __init__(
-        self, model: ReidModel, config: Config, source: str, device: torch.device | str
+        self, model: nn.Module, config: Config, source: str, device: torch.device | str
     ) -> None:
         self.config = config
         self.source = source
-        self.preprocessing = Preprocessing(config.data.height, config.data.width)
+        self.preprocessing = Preprocessing.of_config(config)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
 
@@ -157,10 +207,11 @@ class ReidEmbedder:
         return torch.cat(chunks)
 
 
-def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(model state dict, config dict) of a training checkpoint or a safetensors export."""
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Any]:
+    """(model state dict, config dict, recorded preprocessing or None) of a checkpoint of
+    either kind or a safetensors export (whose preprocessing its config implies)."""
     if path.suffix == ".safetensors":
-        return read_safetensors_export(path)
+        return (*read_safetensors_export(path), None)
     ckpt = load_checkpoint(path)
     if (
         not isinstance(ckpt, dict)
@@ -171,7 +222,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             f"{path}: not an unreid checkpoint (expected a dict with 'model' and 'config' "
             f"entries, found {sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__})"
         )
-    return ckpt["model"], ckpt["config"]
+    return ckpt["model"], ckpt["config"], ckpt.get("preprocessing")
 
 
 def export_config_path(weights: Path) -> Path:
@@ -207,6 +258,17 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def build_saved_model(cfg: Config, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The network the saved weights belong to, before they are loaded.
+
+    A transformer's patch grid follows the input size, and its camera embedding has
+    one row per training camera: the saved table says how many, the config does not.
+    """
+    cameras = state.get("camera_embed")
+    count = 0 if cameras is None else int(cameras.shape[0])
+    return build_model(cfg.model, (cfg.data.height, cfg.data.width), count)
+
+
 def load_model(path: str | Path, device: torch.device | str | None = None) -> ReidEmbedder:
     """A trained model ready to embed images: `best.pth`/`last.pth` or a `.safetensors` export.
 
@@ -214,10 +276,11 @@ def load_model(path: str | Path, device: torch.device | str | None = None) -> Re
     config (pretrained weights are not fetched: the saved weights replace them).
     """
     path = Path(path)
-    state, config = read_weights(path)
+    state, config, recorded = read_weights(path)
     cfg = config_from_dict(config, origin=str(path))
+    Preprocessing.of_config(cfg).check_record(recorded, str(path))
     cfg.model.pretrained = "none"
-    model = build_model(cfg.model)
+    model = build_saved_model(cfg, state)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -5,6 +5,10 @@ command line says today. Only what does not change what is computed may be
 overridden (how long it trains, where the data and the outputs are, how fast
 and how often it evaluates); anything else is refused by name, and so is a
 config that differs from the saved one on such a key.
+
+Only a training checkpoint (`last.pth`) can be continued: `best.pth` keeps the
+model and no optimizer, schedule or memories, so a run "resumed" from it could
+not be the run it claims to continue, and is refused before anything is read.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from unreid.checkpoint import TRAINING, checkpoint_kind, peek_checkpoint
 from unreid.config import Config, config_from_dict, parse_override
 from unreid.errors import ConfigError
 
@@ -69,13 +74,40 @@ def _triples(diffs: dict[str, tuple[Any, Any]]) -> list[tuple[str, Any, Any]]:
     return [(k, a, b) for k, (a, b) in diffs.items()]
 
 
+class InferenceCheckpointError(ConfigError):
+    """`--resume` names an inference-only checkpoint; the message points to `last.pth`."""
+
+
+def require_training_checkpoint(path: Path, ckpt: dict[str, Any]) -> None:
+    """Refuse `ckpt` (read from `path`) unless it holds what resuming needs."""
+    if checkpoint_kind(ckpt) == TRAINING:
+        return
+    last = path.parent / "last.pth"
+    raise InferenceCheckpointError(
+        f"--resume {path}: {path.name} is an inference checkpoint (model weights, config "
+        "and preprocessing only; no optimizer, schedule or method memories), so training "
+        f"cannot continue from it. Resume from the run's last.pth instead: --resume {last}"
+        + ("" if last.is_file() else f" (not there: {path.parent} holds no last.pth yet)")
+    )
+
+
 def resume_point(path: str | Path) -> tuple[Path, Path | None]:
-    """(run folder, its last checkpoint or None) from a run folder or a checkpoint file."""
+    """(run folder, its last checkpoint or None) from a run folder or a checkpoint file.
+
+    An inference checkpoint (`best.pth`) is refused here, before any data is read.
+    A file that cannot be read at all is returned as is: loading it names the cause.
+    """
     path = Path(path)
     if path.is_dir():
         last = path / "last.pth"
         return path, last if last.is_file() else None
     if path.is_file():
+        try:
+            ckpt = peek_checkpoint(path)
+        except (OSError, ValueError):
+            return path.parent, path
+        if isinstance(ckpt, dict):
+            require_training_checkpoint(path, ckpt)
         return path.parent, path
     raise FileNotFoundError(f"--resume {path}: no such run folder or checkpoint")
 

@@ -26,6 +26,16 @@ BN_RUNNING_STATS = ("first", "mean")
 # Batch samplers (data/epoch_batches.py maps each name to its class) and epoch lengths.
 SAMPLERS = ("pk", "pk_stream", "proxy_balanced")
 EPOCH_LENGTHS = ("iters", "one_pass")
+# Optimizers and schedules (engine/optim.py and engine/schedule.py build them), and which
+# parameters skip weight decay.
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULERS = ("step", "cosine")
+NO_WEIGHT_DECAY = ("none", "norm_bias_tokens")
+# Transformer trunk options (models/vit.py).
+VIT_STEMS = ("patch", "ics")
+CAMERA_EMBEDDINGS = ("none", "all_tokens", "cls_token")
+PIXEL_NORMS = ("auto", "imagenet", "half", "luperson", "clip")
+POS_RESAMPLES = ("bicubic", "bilinear")
 
 
 @dataclass
@@ -80,19 +90,59 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     arch: str = "resnet50"
-    # "imagenet" (torchvision download / cache), "none" (random init) or a file path.
+    # "imagenet" (torchvision download / cache), "none" (random init) or a file path;
+    # transformers also name their weight families here (`unreid list backbones`).
     pretrained: str = "imagenet"
     pooling: str = "avg"
     last_stride: int = 1
     # Domain-specific BatchNorm (SpCL's DSBN): every BN layer keeps source and
     # target statistics apart; evaluation uses the target ones. UDA only.
     dsbn: bool = False
+    # Transformer trunks (arch vit_* / clip_*; models/vit.py). Patch stride 16, or < 16 for
+    # TransReID's overlapping patches (12: 21x10 tokens at 256x128).
+    patch_stride: int = 16
+    # "patch" (one conv) or "ics" (TransReID-SSL's IBN conv stem; stride 16 only).
+    stem: str = "patch"
+    # Camera (side-information) embedding: "none", "all_tokens" (TransReID, coefficient 3.0)
+    # or "cls_token" (CLIP-ReID, 1.0); its size comes from the training set's camera ids.
+    camera_embedding: str = "none"
+    camera_coef: float = 3.0
+    drop_path: float = 0.0
+    # Pixel normalisation the trunk sees: "auto" (its weight family's), "imagenet",
+    # "half" (mean = std = 0.5, TransReID family), "luperson" or "clip".
+    pixel_norm: str = "auto"
+    # Position-embedding resampling to the run's grid: "bicubic" (timm) or "bilinear"
+    # (TransReID's reference code).
+    pos_resample: str = "bicubic"
+    # Freeze the patch-projection convolution (PCL-CLIP's stability trick).
+    freeze_patch_embed: bool = False
 
     def __post_init__(self) -> None:
         check_choice("last_stride", self.last_stride, (1, 2))
+        check_range("patch_stride", self.patch_stride, 1, 16)
+        check_choice("stem", self.stem, VIT_STEMS)
+        check_choice("camera_embedding", self.camera_embedding, CAMERA_EMBEDDINGS)
+        check_range("drop_path", self.drop_path, 0.0, 1.0)
+        check_choice("pixel_norm", self.pixel_norm, PIXEL_NORMS)
+        check_choice("pos_resample", self.pos_resample, POS_RESAMPLES)
+        if self.stem == "ics":
+            check("patch_stride", self.patch_stride, self.patch_stride == 16,
+                  "16 with model.stem=ics (the stem's projection is 8x8 at stride 8)")  # fmt: skip
+
+    @property
+    def transformer(self) -> bool:
+        """Transformer archs are named vit_* / clip_* (models/backbones.py registers them)."""
+        return self.arch.startswith(("vit_", "clip_"))
 
     def ignored(self) -> dict[str, str]:
-        return {}
+        vit_keys = ("patch_stride", "stem", "camera_embedding", "camera_coef", "drop_path",
+                    "pixel_norm", "pos_resample", "freeze_patch_embed")  # fmt: skip
+        if not self.transformer:
+            return {k: f"model.arch={self.arch} is a ResNet" for k in vit_keys}
+        out = {k: f"model.arch={self.arch} is a transformer" for k in ("pooling", "last_stride")}
+        if self.camera_embedding == "none":
+            out["camera_coef"] = "model.camera_embedding=none"
+        return out
 
 
 @dataclass
@@ -182,6 +232,17 @@ class TrainConfig:
     # times the step decay; 0 = off (the plain step schedule).
     warmup_epochs: int = 0
     warmup_factor: float = 0.01
+    # "adam" (the CNN recipes) or "sgd" with `momentum` (ViT / CLIP recipes, TransReID-SSL,
+    # PCL-CLIP: momentum 0.9).
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    # "step" (x gamma every step_size epochs) or "cosine": from lr down to
+    # lr x min_lr_factor over train.epochs; the warm-up multiplies either.
+    scheduler: str = "step"
+    min_lr_factor: float = 0.0
+    # "none" (every parameter decays) or "norm_bias_tokens": 1-D parameters (norm weights,
+    # biases) and position / class / camera tokens train without weight decay (timm's ViT rule).
+    no_weight_decay: str = "none"
     # Batches: "pk" (P pseudo identities x K, partners preferring other cameras),
     # "pk_stream" (the reference code's: identities in turn, K images each but one for a
     # one-image class, cut into batches; single process only) or "proxy_balanced"
@@ -226,6 +287,11 @@ class TrainConfig:
         check_range("gamma", self.gamma, 0, low_open=True)
         check_range("warmup_epochs", self.warmup_epochs, 0)
         check_range("warmup_factor", self.warmup_factor, 0.0, 1.0, low_open=True)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_choice("scheduler", self.scheduler, SCHEDULERS)
+        check_range("min_lr_factor", self.min_lr_factor, 0.0, 1.0)
+        check_choice("no_weight_decay", self.no_weight_decay, NO_WEIGHT_DECAY)
         check_choice("sampler", self.sampler, SAMPLERS)
         check_choice("epoch_length", self.epoch_length, EPOCH_LENGTHS)
         # numpy seeds are 32-bit and each epoch reseeds with seed * 1000 + epoch
@@ -249,6 +315,12 @@ class TrainConfig:
             out["bn_running_stats"] = "train.bn_group_size=0"
         if not self.warmup_epochs:
             out["warmup_factor"] = "train.warmup_epochs=0"
+        if self.optimizer != "sgd":
+            out["momentum"] = f"train.optimizer={self.optimizer}"
+        if self.scheduler == "cosine":
+            out.update({k: "train.scheduler=cosine" for k in ("step_size", "gamma")})
+        else:
+            out["min_lr_factor"] = f"train.scheduler={self.scheduler}"
         if self.epoch_length == "one_pass":
             out["iters"] = "train.epoch_length=one_pass"
         return out

@@ -1,4 +1,5 @@
-"""The run folder: one valid JSON line per epoch, last.pth every epoch, best.pth when better."""
+"""The run folder: one valid JSON line per epoch, last.pth every epoch, best.pth when better;
+last.pth holds what a resume needs, best.pth only what inference needs."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from torch import nn
 
-from unreid.checkpoint import load_checkpoint
+from unreid.checkpoint import INFERENCE, TRAINING, load_checkpoint
 from unreid.config import load_config
 from unreid.engine.recorder import RunRecorder, metrics_record
 from unreid.engine.setup import RunState, TrainingRun
 from unreid.evaluation import RankingMetrics
+from unreid.inference import load_model
 from unreid.methods.base import Method
+from unreid.models.reid_model import build_model
 from unreid.pseudo_labels import PseudoLabels
+from unreid.resume import InferenceCheckpointError
 
 
 def metrics(m: float) -> RankingMetrics:
@@ -132,3 +137,61 @@ def test_tensorboard_scalars_follow_log_jsonl(tmp_path):
     events.Reload()
     assert events.Scalars("losses/cluster_nce")[0].value == 2.5
     assert events.Scalars("test/mAP")[0].step == 1
+
+
+def resnet_run(cfg) -> TrainingRun:
+    """The demo's ResNet-18 after one Adam step, so the optimizer holds its two moments."""
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(4, 3, 64, 32)).square().sum().backward()
+    opt.step()
+    return TrainingRun(model, Method(), opt, torch.optim.lr_scheduler.StepLR(opt, 1, 0.5))
+
+
+def test_best_holds_what_inference_needs_and_last_what_resume_needs(tmp_path, tiny_synthetic):
+    overrides = ["name=r", "eval.select_best_on=val", "data.height=64", "data.width=32"]
+    overrides += ["data.dataset=synthetic", f"data.root={tiny_synthetic}", "train.device=cpu"]
+    cfg = load_config("demo", [f"out_dir={tmp_path}", *overrides])
+    rec, run, state = RunRecorder(cfg), resnet_run(cfg), RunState()
+    rec.start(run)
+    labels = PseudoLabels(np.array([0, 0, 1, 1]))
+    rec.epoch(0, labels, {"a": 1.0}, {"val": metrics(0.4)}, run, state, None, time.time())
+    best_path, last_path = rec.run_dir / "best.pth", rec.run_dir / "last.pth"
+    best, last = load_checkpoint(best_path), load_checkpoint(last_path)
+    assert set(best) == {"kind", "model", "config", "preprocessing", "state", "scores"}
+    assert {"optimizer", "scheduler", "scaler", "method", "rng"} <= set(last)
+    assert (best["kind"], last["kind"]) == (INFERENCE, TRAINING)
+    assert best["state"] == last["state"] == {"epoch": 1, "best_map": 0.4, "best_epoch": 1}
+    assert best["scores"] == {"val": metrics_record(metrics(0.4))}
+    assert best["config"] == last["config"] == cfg.to_dict()
+    assert best["preprocessing"] == {
+        "height": 64,
+        "width": 32,
+        "interpolation": "bicubic",
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "layout": "NCHW float32, RGB",
+    }
+    # Adam's two moments are twice the model: best.pth is about a third of last.pth
+    assert best_path.stat().st_size < 0.4 * last_path.stat().st_size
+    images = sorted((tiny_synthetic / "query").glob("*.jpg"))[:3]
+    from_best = load_model(best_path, device="cpu").embed(images)
+    assert torch.equal(from_best, load_model(last_path, device="cpu").embed(images))
+    run.model.eval()
+    transform = load_model(best_path, device="cpu").preprocessing.transform()
+    batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in images])
+    with torch.no_grad():
+        torch.testing.assert_close(from_best, run.model(batch), atol=1e-5, rtol=1e-5)
+
+    from unreid.cli import main
+
+    assert main(["eval", "--checkpoint", str(best_path)]) == 0  # all `unreid eval` needs
+
+    again = load_config("demo", [f"out_dir={tmp_path}", *overrides])
+    with pytest.raises(InferenceCheckpointError) as err:
+        RunRecorder(again, resume=best_path)
+    message = str(err.value)
+    assert str(best_path) in message and "inference checkpoint" in message
+    assert f"--resume {last_path}" in message
+    assert RunRecorder(again, resume=last_path).checkpoint == last_path  # last.pth resumes

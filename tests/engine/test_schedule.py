@@ -1,11 +1,13 @@
-"""The learning-rate schedule: StepLR without a warm-up, CAP's linear warm-up × step with one;
-and, end to end, CAP's recipe (warm-up, proxy-balanced batches, one pass per epoch)."""
+"""The learning-rate schedule: StepLR without a warm-up, CAP's linear warm-up × step with one,
+the cosine (with or without the warm-up); and, end to end, CAP's recipe (warm-up,
+proxy-balanced batches, one pass per epoch)."""
 
 from __future__ import annotations
 
 import importlib
 import io
 import json
+import math
 from bisect import bisect_right
 
 import pytest
@@ -15,7 +17,8 @@ from tiny_runs import QUIET_RUN
 from unreid.checkpoint import load_checkpoint
 from unreid.config import load_config
 from unreid.engine import train
-from unreid.engine.schedule import build_scheduler
+from unreid.engine.schedule import CosineLR, build_scheduler
+from unreid.errors import ConfigError
 from unreid.settings import TrainConfig
 
 BASE_LR = 3.5e-4
@@ -23,6 +26,13 @@ BASE_LR = 3.5e-4
 
 def optimizer(lr: float = BASE_LR) -> torch.optim.Optimizer:
     return torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+
+
+def two_groups(lr: float = BASE_LR) -> torch.optim.Optimizer:
+    """Two parameter groups, as train.no_weight_decay=norm_bias_tokens gives."""
+    decay = {"params": [torch.nn.Parameter(torch.zeros(2, 2))], "weight_decay": 5e-4}
+    no_decay = {"params": [torch.nn.Parameter(torch.zeros(2))], "weight_decay": 0.0}
+    return torch.optim.SGD([decay, no_decay], lr=lr, momentum=0.9)
 
 
 def epoch_lrs(cfg: TrainConfig, epochs: int) -> list[float]:
@@ -76,29 +86,109 @@ def test_a_warm_up_longer_than_the_step_still_decays():
     assert epoch_lrs(cfg, 6) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("warmup_epochs", [0, 10])
-def test_a_restored_schedule_continues_as_the_uninterrupted_one(warmup_epochs):
-    cfg = TrainConfig(warmup_epochs=warmup_epochs)
-    straight = epoch_lrs(cfg, 45)
-    opt = optimizer()
+def cosine_lr(
+    epoch: int, lr: float, epochs: int, floor: float, warm_w: int, warm_f: float
+) -> float:
+    """From the definition, written apart from the code: the warm-up ramps linearly from
+    warm_f to 1 over warm_w epochs and multiplies a half cosine (1 + cos πt)/2 = cos²(πt/2)
+    that falls from 1 to `floor` over `epochs` epochs and stays there."""
+    ramp = warm_f + (1 - warm_f) * epoch / warm_w if epoch < warm_w else 1.0
+    t = epoch / epochs if epoch < epochs else 1.0
+    return lr * ramp * (floor + (1 - floor) * math.cos(math.pi * t / 2) ** 2)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "floor", "warm_w", "warm_f"),
+    [(50, 0.0, 0, 0.01), (120, 0.002, 20, 0.01), (7, 0.1, 3, 0.5)],
+)
+def test_cosine_gives_the_defined_learning_rate_every_epoch(epochs, floor, warm_w, warm_f):
+    cfg = TrainConfig(
+        lr=BASE_LR, epochs=epochs, scheduler="cosine", min_lr_factor=floor,
+        warmup_epochs=warm_w, warmup_factor=warm_f,
+    )  # fmt: skip
+    lrs = epoch_lrs(cfg, epochs + 3)  # past the end, as the loop steps after the last epoch
+    for epoch, lr in enumerate(lrs):
+        expected = cosine_lr(epoch, BASE_LR, epochs, floor, warm_w, warm_f)
+        assert lr == pytest.approx(expected, rel=1e-12, abs=1e-18), epoch
+    assert lrs[0] == pytest.approx(BASE_LR * (warm_f if warm_w else 1.0))
+    assert lrs[epochs:] == pytest.approx([BASE_LR * floor] * 3, abs=1e-18)
+    assert all(b <= a for a, b in zip(lrs[warm_w:], lrs[warm_w + 1 :], strict=False))
+
+
+def test_after_the_warm_up_the_cosine_is_transreids():
+    """TransReID-SSL's timm CosineLRScheduler (lr_min 0.002 lr, 120 epochs, warmup_prefix
+    off): lr_min + (lr - lr_min)(1 + cos(pi e / 120)) / 2 once the 20 warm-up epochs end."""
+    cfg = TrainConfig(lr=4e-4, epochs=120, scheduler="cosine", min_lr_factor=0.002,
+                      warmup_epochs=20, warmup_factor=0.01)  # fmt: skip
+    lrs = epoch_lrs(cfg, 120)
+    lr_min = 0.002 * 4e-4
+    for epoch in range(20, 120):
+        expected = lr_min + 0.5 * (4e-4 - lr_min) * (1 + math.cos(math.pi * epoch / 120))
+        assert lrs[epoch] == pytest.approx(expected, rel=1e-12), epoch
+
+
+def test_every_group_follows_the_schedule():
+    cfg = TrainConfig(lr=0.01, epochs=10, scheduler="cosine", warmup_epochs=2)
+    opt = two_groups(0.01)
     scheduler = build_scheduler(opt, cfg)
-    for _ in range(13):
+    for _ in range(6):
+        assert opt.param_groups[0]["lr"] == opt.param_groups[1]["lr"]
         opt.step()
         scheduler.step()
+    assert opt.param_groups[1]["lr"] == pytest.approx(cosine_lr(6, 0.01, 10, 0.0, 2, 0.01))
+
+
+def save_and_reload(opt: torch.optim.Optimizer, scheduler) -> dict:
     saved = io.BytesIO()
     torch.save({"optimizer": opt.state_dict(), "scheduler": scheduler.state_dict()}, saved)
     saved.seek(0)
-    state = torch.load(saved, weights_only=True)  # checkpoints reload weights-only
-    opt2 = optimizer()
+    return torch.load(saved, weights_only=True)  # checkpoints reload weights-only
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "warmup_epochs"), [("step", 0), ("step", 10), ("cosine", 0), ("cosine", 10)]
+)
+def test_a_restored_schedule_continues_as_the_uninterrupted_one(scheduler, warmup_epochs):
+    cfg = TrainConfig(scheduler=scheduler, warmup_epochs=warmup_epochs, epochs=45)
+    straight, opt = [], two_groups()
+    reference = build_scheduler(opt, cfg)
+    for _ in range(45):
+        straight.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        reference.step()
+    opt = two_groups()
+    first = build_scheduler(opt, cfg)
+    for _ in range(13):
+        opt.step()
+        first.step()
+    state = save_and_reload(opt, first)
+    opt2 = two_groups()
     scheduler2 = build_scheduler(opt2, cfg)
     opt2.load_state_dict(state["optimizer"])
     scheduler2.load_state_dict(state["scheduler"])
     resumed = []
     for _ in range(13, 45):
-        resumed.append(opt2.param_groups[0]["lr"])
+        resumed.append([g["lr"] for g in opt2.param_groups])
         opt2.step()
         scheduler2.step()
-    assert resumed == straight[13:]
+    assert resumed == straight[13:]  # exactly, both groups
+    assert scheduler2.state_dict() == reference.state_dict()
+
+
+def test_a_cosine_run_is_not_continued_over_other_epochs():
+    cfg = TrainConfig(scheduler="cosine", epochs=50)
+    opt = optimizer()
+    scheduler = build_scheduler(opt, cfg)
+    assert type(scheduler) is CosineLR
+    opt.step()
+    scheduler.step()
+    state = save_and_reload(opt, scheduler)
+    longer = build_scheduler(optimizer(), TrainConfig(scheduler="cosine", epochs=60))
+    with pytest.raises(ConfigError, match=r"train\.epochs=60: .*spans 50 epochs"):
+        longer.load_state_dict(state["scheduler"])
+    same = build_scheduler(optimizer(), cfg)
+    same.load_state_dict(state["scheduler"])
+    assert same.last_epoch == 1
 
 
 # ------------------------------------------------------------------ end to end

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from unreid.checkpoint import load_checkpoint
     from unreid.engine import evaluate_model, resolve_device
     from unreid.features import Extractor
-    from unreid.models.reid_model import build_model
+    from unreid.models.reid_model import model_for_state
 
     ckpt = load_checkpoint(args.checkpoint)
     if not isinstance(ckpt.get("config"), dict) or "model" not in ckpt:
@@ -47,12 +47,11 @@ def run(args: argparse.Namespace) -> int:
     if args.root:
         overrides.append(f"data.root={args.root}")
     cfg = config_from_dict(ckpt["config"], origin=args.checkpoint, overrides=overrides)
-    cfg.model.pretrained = "none"  # weights come from the checkpoint
     dataset = load_dataset(cfg.data.dataset, cfg.data.root)
     if not dataset.has_test_split:
         raise ConfigError(f"{cfg.data.dataset} at {cfg.data.root} has no query/gallery split")
     device = resolve_device(cfg.train.device)
-    model = build_model(cfg.model)
+    model = model_for_state(cfg.model, (cfg.data.height, cfg.data.width), ckpt["model"])
     model.load_state_dict(ckpt["model"])
     d = cfg.data
     extract = Extractor(d.height, d.width, cfg.eval.batch_size, d.workers, device)

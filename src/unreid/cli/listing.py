@@ -14,7 +14,7 @@ def _lister(module: str, name: str) -> Callable[[], list[str]]:
 
 
 LISTERS = {
-    "backbones": _lister("unreid.models", "list_backbones"),
+    "backbones": _lister("unreid.models", "describe_backbones"),
     "clusterers": _lister("unreid.pseudo_labels.clusterers", "list_clusterers"),
     "datasets": _lister("unreid.data.datasets", "list_datasets"),
     "memories": _lister("unreid.memory", "list_memories"),

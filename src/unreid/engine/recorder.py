@@ -3,6 +3,10 @@ and the last epoch's pseudo labels (`pseudo_labels.json`, for the report).
 
 Everything a run leaves behind is written here, so the loop only says what
 happened in an epoch and the format of what is kept is decided in one place.
+Two checkpoints, for two uses: `last.pth` continues the run (optimizer and
+memories included), `best.pth` is what one deploys (`unreid.inference`'s
+inference checkpoint: weights, config, preprocessing), so the large training
+state (Adam's moments: twice the model) is written once per epoch, not twice.
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from unreid.checkpoint import TMP_SUFFIX, load_checkpoint, save_checkpoint
+from unreid.checkpoint import TMP_SUFFIX, TRAINING, load_checkpoint, save_checkpoint
 from unreid.config import Config, config_from_dict, dump_config
 from unreid.data.samples import Sample
 from unreid.engine.setup import RunState, TrainingRun
 from unreid.evaluation import RankingMetrics
+from unreid.inference import inference_checkpoint
 from unreid.pseudo_labels import PseudoLabels
 from unreid.report.tensorboard import TensorBoardWriter
-from unreid.resume import refuse_changes, resume_point
+from unreid.resume import refuse_changes, require_training_checkpoint, resume_point
 
 log = logging.getLogger("unreid")
 
@@ -97,9 +102,10 @@ class RunRecorder:
         """Claim the folder: clear stale temp files, restore or replace, write config.yaml."""
         state = RunState()
         if self.checkpoint is not None:
-            saved = config_from_dict(
-                load_checkpoint(self.checkpoint)["config"], str(self.checkpoint)
-            )
+            ckpt = load_checkpoint(self.checkpoint)
+            require_training_checkpoint(self.checkpoint, ckpt)
+            saved = config_from_dict(ckpt["config"], str(self.checkpoint))
+            del ckpt  # restore reads it again; two copies of a large one need not coexist
             refuse_changes(saved, self.cfg, str(self.checkpoint))
             state = run.restore(self.checkpoint)
         if not self.main:
@@ -150,7 +156,10 @@ class RunRecorder:
         true_ids: list[int | None] | None,
         started: float,
     ) -> None:
-        """Record a finished epoch: its line in log.jsonl, `last.pth`, `best.pth` if better."""
+        """Record a finished epoch: its line in log.jsonl, `last.pth`, `best.pth` if better.
+
+        `last.pth` holds all a resume needs; `best.pth` only what inference needs.
+        """
         cfg = self.cfg
         record: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -175,6 +184,7 @@ class RunRecorder:
             state.best_map, state.best_epoch = selector.mAP, epoch + 1
         state.epoch = epoch + 1
         ckpt = {
+            "kind": TRAINING,
             **run.state_dicts(),
             "rng": torch.get_rng_state(),
             "state": vars(state).copy(),
@@ -188,7 +198,9 @@ class RunRecorder:
         self.write(record)
         save_checkpoint(self.run_dir / "last.pth", **ckpt)
         if improved:
-            save_checkpoint(self.run_dir / "best.pth", **ckpt)
+            scores = {split: metrics_record(m) for split, m in metrics.items()}
+            best = inference_checkpoint(run.model.state_dict(), cfg, ckpt["state"], scores)
+            save_checkpoint(self.run_dir / "best.pth", **best)
         quality = record.get("pseudo_label_quality")
         log.info(
             "epoch %d/%d | clusters %d | outliers %d (%.1f%%)%s | loss %.3f%s%s | %.0fs",

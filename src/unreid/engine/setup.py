@@ -24,11 +24,13 @@ from unreid.data.image_dataset import ImageDataset, ViewsDataset
 from unreid.data.samples import Sample
 from unreid.data.transforms import view_transforms
 from unreid.distributed import DistContext
+from unreid.engine.optim import build_optimizer
 from unreid.engine.schedule import build_scheduler
 from unreid.engine.training_data import TrainingData
 from unreid.methods import Method, MethodContext, build_method
 from unreid.models.bn_groups import check_group_size
 from unreid.models.reid_model import ReidModel, build_model
+from unreid.models.vit import VitReidModel
 from unreid.precision import Precision, prepare_model, set_tf32
 
 log = logging.getLogger("unreid")
@@ -89,7 +91,7 @@ class TrainingRun:
     """Model, method (memories and extra modules), optimizer and schedule, saved together;
     with how the forward pass runs (precision, BN groups) and on which ranks."""
 
-    model: ReidModel
+    model: ReidModel | VitReidModel
     method: Method
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -135,7 +137,10 @@ class TrainingRun:
 
 def build_run(cfg: Config, data: TrainingData, ctx: DistContext) -> TrainingRun:
     t, device = cfg.train, ctx.device
-    model = build_model(cfg.model).to(device)
+    cams = data.cameras  # camera ids index the camera embedding of a transformer, if any
+    num_cameras = int(cams.max()) + 1 if len(cams) and int(cams.min()) >= 0 else 0
+    size = (cfg.data.height, cfg.data.width)
+    model = build_model(cfg.model, size, num_cameras).to(device)
     context = MethodContext(
         model.feature_dim, t.num_instances, t.seed, cfg.cluster, adapting=bool(cfg.data.source)
     )
@@ -146,8 +151,8 @@ def build_run(cfg: Config, data: TrainingData, ctx: DistContext) -> TrainingRun:
         data.images = training_views(method, data, cfg, ctx)
     per_device = t.batch_size // ctx.world_size // (2 if data.source is not None else 1)
     check_group_size(t.bn_group_size, per_device, t.num_instances)
-    params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    named = [*model.named_parameters(), *(("method." + n, p) for n, p in method.named_parameters())]
+    optimizer = build_optimizer([(n, p) for n, p in named if p.requires_grad], t)
     scheduler = build_scheduler(optimizer, t)
     set_tf32(t.tf32)
     runner = prepare_model(model, t.channels_last, t.compile, wrap=ctx.wrap)

@@ -25,6 +25,7 @@ from unreid.faults import kill_point
 from unreid.methods import Batch
 from unreid.models.bn_groups import bn_groups
 from unreid.models.dsbn import source_rows
+from unreid.models.vit import camera_ids
 from unreid.precision import to_device
 
 
@@ -63,7 +64,8 @@ def train_one_epoch(
                 images = augmented(augment, images, generator, ctx, source_count)
             images, views = split_views(images)
             x = to_device(images, device, run.channels_last)
-            with source_rows(model, source_count):  # domain-specific BN, if any
+            # domain-specific BN and a transformer's camera embedding, where the model has them
+            with source_rows(model, source_count), camera_ids(model, cameras[indexes]):
                 features = run.precision.forward(run.runner, x)
             batch = Batch(
                 features=features,

@@ -4,7 +4,14 @@ The registries are re-exported here because the config loader checks names again
 without caring which module defines each one.
 """
 
-from unreid.models.backbones import BACKBONES, Backbone, list_backbones
+from unreid.models.backbones import BACKBONES, Backbone, describe_backbones, list_backbones
 from unreid.models.pooling import POOLINGS, list_poolings
 
-__all__ = ["BACKBONES", "POOLINGS", "Backbone", "list_backbones", "list_poolings"]
+__all__ = [
+    "BACKBONES",
+    "POOLINGS",
+    "Backbone",
+    "describe_backbones",
+    "list_backbones",
+    "list_poolings",
+]

@@ -11,6 +11,8 @@ serves every one of them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,10 +21,11 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from unreid.models.backbones import BACKBONES
 from unreid.models.dsbn import convert_to_dsbn
 from unreid.models.pooling import POOLINGS
+from unreid.models.vit import VitReidModel
 from unreid.models.weights import load_backbone_weights, read_state_dict
 from unreid.settings import ModelConfig
 
-__all__ = ["ReidModel", "build_model", "set_last_stride"]
+__all__ = ["ReidModel", "build_model", "model_for_state", "set_last_stride"]
 
 
 def set_last_stride(net: ResNet, stride: int) -> None:
@@ -75,5 +78,28 @@ class ReidModel(nn.Module):
         return F.normalize(self.neck(pooled).float(), dim=1)
 
 
-def build_model(cfg: ModelConfig) -> ReidModel:
-    return ReidModel(cfg)
+def build_model(
+    cfg: ModelConfig, size: tuple[int, int] | None = None, num_cameras: int = 0
+) -> nn.Module:
+    """The embedding network `cfg.arch` names: a ResNet `ReidModel` or a `VitReidModel`.
+
+    A transformer's position table and patch grid are built for one input `size`
+    (data.height, data.width); `num_cameras` sizes its camera embedding, if any.
+    """
+    if BACKBONES.get(cfg.arch).kind == "resnet":
+        return ReidModel(cfg)
+    if size is None:
+        raise ValueError(f"model.arch={cfg.arch} needs the input size (data.height, data.width)")
+    return VitReidModel(cfg, size, num_cameras)
+
+
+def model_for_state(
+    cfg: ModelConfig, size: tuple[int, int], state: dict[str, torch.Tensor]
+) -> nn.Module:
+    """The network a saved state dict belongs to, random-initialised, ready for its weights.
+
+    The camera table's size is the training set's camera count, which only the saved
+    weights still know; nothing is downloaded (the weights come from `state`).
+    """
+    cams = state["camera_embed"].shape[0] if "camera_embed" in state else 0
+    return build_model(replace(cfg, pretrained="none"), size, cams)
