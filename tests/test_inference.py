@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -16,7 +18,9 @@ from unreid.checkpoint import save_checkpoint
 from unreid.config import load_config
 from unreid.data.transforms import test_transform as reference_transform
 from unreid.errors import ConfigError
+from unreid.models import vit as vit_module
 from unreid.models.reid_model import build_model
+from unreid.models.vit import camera_ids
 
 
 def checkpoint(path: Path, height: int = 64, width: int = 32, *extra: str) -> Path:
@@ -99,6 +103,54 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     save_checkpoint(tmp_path / "wrong.pth", **ckpt)
     with pytest.raises(ConfigError, match="wrong.pth: weights do not match"):
         unreid.load_model(tmp_path / "wrong.pth")
+
+
+@pytest.fixture(scope="module")
+def camera_model(tmp_path_factory):
+    """A 2-block ViT-Ti with TransReID's camera embedding, trained on 3 cameras (random init)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, spec in list(vit_module.VIT_SPECS.items()):
+            patch.setitem(vit_module.VIT_SPECS, name, replace(spec, depth=2))
+        vit = ["model.arch=vit_tiny", "model.pretrained=none", "model.camera_embedding=all_tokens"]
+        cfg = load_config("demo", ["data.height=64", "data.width=32", *vit])
+        torch.manual_seed(0)
+        path = tmp_path_factory.mktemp("vit") / "best.pth"
+        state = build_model(cfg.model, (64, 32), 3).state_dict()
+        save_checkpoint(path, model=state, config=cfg.to_dict(), state={"epoch": 1})
+        yield unreid.load_model(path, device="cpu")  # load_model builds 2 blocks too
+
+
+def test_a_camera_embedding_model_embeds_each_image_with_its_camera(camera_model, images):
+    ids = [0, 1, 2, 0, 1]
+    batch = camera_model.preprocess(images)
+    with torch.no_grad(), camera_ids(camera_model.model, torch.tensor(ids)):
+        want = camera_model.model(batch)
+    assert camera_model.num_cameras == 3
+    got = camera_model.embed(images, ids, batch_size=2)  # each batch gets its own rows' ids
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(camera_model.embed(images, torch.tensor(ids)), got)
+    torch.testing.assert_close(camera_model.embed(images, np.array(ids)), got)
+    torch.testing.assert_close(camera_model.embed(images, 2), camera_model.embed(images, [2] * 5))
+    assert not torch.allclose(camera_model.embed(images, 2), got, atol=1e-3)
+
+
+def test_camera_ids_missing_or_wrong_are_clear_errors(camera_model, images):
+    needs = r"best.pth has a camera embedding \(model.camera_embedding=all_tokens, 3 training"
+    with pytest.raises(ValueError, match=needs + r" cameras\): embed\(images, cameras="):
+        camera_model.embed(images)
+    with pytest.raises(ValueError, match=r"5 images but \(2,\) camera ids"):
+        camera_model.embed(images, [0, 1])
+    with pytest.raises(ValueError, match=r"camera ids 0\.\.3 outside the 3 cameras.*\(0\.\.2\)"):
+        camera_model.embed(images, [0, 1, 2, 3, 0])
+    with pytest.raises(TypeError, match="integer camera indices.*float"):
+        camera_model.embed(images, [0.0] * 5)
+    with pytest.raises(TypeError, match="an int or one int per image"):
+        camera_model.embed(images, "c1")
+
+
+def test_models_without_a_camera_embedding_ignore_cameras(model, images):
+    assert model.num_cameras == 0
+    assert torch.equal(model.embed(images, [0, 1, 2, 3, 4]), model.embed(images))
 
 
 def test_import_unreid_stays_light():

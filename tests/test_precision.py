@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
+from unreid.models import vit as vit_module
 from unreid.models.reid_model import build_model
+from unreid.models.vit import camera_ids
 from unreid.precision import Precision, prepare_model, resolve_amp, set_tf32, to_device
 from unreid.settings import ModelConfig
 
@@ -57,7 +60,9 @@ def test_bf16_forward_backward_step_on_cpu_returns_fp32_features(resnet):
     assert features.dtype == torch.float32 and torch.isfinite(features).all()
     with torch.no_grad():
         fp32 = copy.deepcopy(resnet)(x)
-    torch.testing.assert_close(features, fp32, atol=0.05, rtol=0)  # bf16-close, not equal
+    # bf16-close, not equal, judged on the unit sphere retrieval ranks on: the largest
+    # element error is CPU-dependent (0.053 on an AMD EPYC, under 0.05 elsewhere)
+    assert torch.nn.functional.cosine_similarity(features, fp32).min() > 0.99
     assert not torch.equal(features, fp32)
     before = copy.deepcopy(model.state_dict())
     loss = (features * torch.randn_like(features)).sum()
@@ -146,6 +151,62 @@ def test_channels_last_and_compiled_models_compute_the_same_features(resnet):
     assert compiled is not model and list(model.state_dict()) == keys and wrapped == [True]
     with torch.no_grad():
         torch.testing.assert_close(compiled(batch), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture
+def vit(monkeypatch) -> nn.Module:
+    """A 2-block ViT-Ti with a camera embedding (3 cameras), BN neck in training mode."""
+    spec = vit_module.VIT_SPECS["vit_tiny"]
+    monkeypatch.setitem(vit_module.VIT_SPECS, "vit_tiny", replace(spec, depth=2))
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="vit_tiny", pretrained="none", camera_embedding="all_tokens")
+    return build_model(cfg, (64, 32), 3).train()
+
+
+@pytest.mark.parametrize("mode", ["bf16", "fp16"])
+def test_transformer_runs_its_blocks_in_reduced_precision_and_steps_in_fp32(vit, mode):
+    precision = Precision.from_setting(mode, "cpu")
+    x = torch.randn(4, 3, 64, 32, generator=torch.Generator().manual_seed(5))
+    cams = torch.tensor([0, 1, 2, 1])
+    seen: list[torch.dtype] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        for m in vit.modules()
+        if isinstance(m, nn.Linear)  # qkv, projections, MLPs of every block
+    ]
+    with camera_ids(vit, cams):
+        features = precision.forward(vit, x)
+    for h in hooks:
+        h.remove()
+    assert len(seen) == 8 and set(seen) == {precision.dtype}
+    with torch.no_grad(), camera_ids(vit, cams):
+        fp32 = copy.deepcopy(vit)(x)
+    assert features.dtype == torch.float32
+    torch.testing.assert_close(features, fp32, atol=0.03, rtol=0)  # close, not equal
+    torch.testing.assert_close(features.norm(dim=1), torch.ones(4))
+    opt = torch.optim.SGD(vit.parameters(), lr=0.1)
+    table = vit.camera_embed.detach().clone()
+    weights = torch.randn(features.shape, generator=torch.Generator().manual_seed(7))
+    skipped = 0  # fp16: the scaler's first scale (2^16) overflows some gradients; it backs off
+    while not precision.backward_step((features * weights).sum(), opt):
+        assert torch.equal(vit.camera_embed, table) and skipped < 16
+        skipped += 1
+        with camera_ids(vit, cams):
+            features = precision.forward(vit, x)
+    assert skipped == 0 or mode == "fp16"
+    assert not torch.equal(vit.camera_embed, table)  # the camera rows of the batch learnt
+    assert all(p.dtype == torch.float32 for p in vit.parameters())
+
+
+def test_channels_last_transformer_computes_the_same_features(vit):
+    x = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(6))
+    model = vit.eval()
+    with torch.no_grad(), camera_ids(model, torch.tensor([0, 2])):
+        expected = model(x)
+        runner = prepare_model(model, channels_last=True)
+        assert model.trunk.patch_embed.proj.weight.is_contiguous(memory_format=torch.channels_last)
+        got = runner(to_device(x, "cpu", channels_last=True))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_set_tf32_switches_both_matmul_and_convolution():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,16 @@ from unreid.checkpoint import save_checkpoint
 from unreid.config import load_config
 from unreid.inference import load_model
 from unreid.models.reid_model import build_model
-from unreid.search import FeatureSet, GalleryIndex, list_images, load_features, save_features
+from unreid.search import (
+    FeatureSet,
+    GalleryIndex,
+    fingerprint,
+    image_cameras,
+    list_images,
+    load_features,
+    read_image_list,
+    save_features,
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +67,36 @@ def test_list_images_of_a_folder_and_a_csv(gallery, tmp_path):
         list_images(_empty(tmp_path))
 
 
+def test_a_csv_camera_index_column_gives_each_images_camera(gallery, tmp_path):
+    """Only a column headed camera_index is read (a label column such as the folder
+    dataset's path,camera is not an index); an empty cell leaves the image to --camera."""
+    found = list_images(gallery)[:3]
+    csv = tmp_path / "list.csv"
+    csv.write_text("path,note,camera_index\n" + f"{found[0]},a,2\n{found[1]},b,\n{found[2]},c,0\n")
+    listing = read_image_list(csv)
+    assert listing.files == found and listing.cameras == [2, None, 0]
+    assert read_image_list(gallery).cameras is None
+    csv.write_text(f"path,camera\n{found[0]},1\n")
+    assert read_image_list(csv).cameras is None
+    csv.write_text(f"path,camera_index\n{found[0]},cam1\n")
+    with pytest.raises(ValueError, match=r"list.csv:2: camera_index 'cam1' is not a camera index"):
+        read_image_list(csv)
+    ckpt = next(gallery.rglob("*.jpg"))  # any file stands in for the checkpoint
+    assert fingerprint(found, ckpt) == fingerprint(found, ckpt, None)
+    assert fingerprint(found, ckpt, [0, 1, 2]) != fingerprint(found, ckpt, [0, 1, 1])
+
+
+def test_image_cameras_fill_in_the_default_or_say_what_is_missing():
+    camera_model = SimpleNamespace(num_cameras=3, source="best.pth")
+    assert image_cameras(camera_model, 3, [2, None, 0], default=1) == [2, 1, 0]
+    assert image_cameras(camera_model, 2, None, default=0) == [0, 0]
+    needs = r"best.pth has a camera embedding \(3 training cameras\): the gallery needs"
+    with pytest.raises(ValueError, match=needs + r" .*\(0\.\.2\) and 1 of 3 image\(s\) have none"):
+        image_cameras(camera_model, 3, [2, None, 0], what="the gallery")
+    plain = SimpleNamespace(num_cameras=0, source="best.pth")
+    assert image_cameras(plain, 3, [2, None, 0]) is None  # ignored: features do not use them
+
+
 def _empty(tmp_path: Path) -> Path:
     (tmp_path / "empty").mkdir(exist_ok=True)
     return tmp_path / "empty"
@@ -81,7 +121,7 @@ def test_index_is_reused_then_rebuilt_when_something_changes(embedder, gallery, 
     assert built and len(first.features.files) == 12
 
     class NoEmbedding:  # a reused index must not embed the gallery again
-        source, preprocessing = embedder.source, embedder.preprocessing
+        source, preprocessing, num_cameras = embedder.source, embedder.preprocessing, 0
 
         def embed(self, *args, **kwargs):
             raise AssertionError("the gallery was embedded again")

@@ -33,11 +33,21 @@ from unreid.config import Config, config_from_dict
 from unreid.data.image_dataset import read_image
 from unreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, test_transform
 from unreid.errors import ConfigError
-from unreid.models.reid_model import build_model
+from unreid.models.reid_model import model_for_state
+from unreid.models.vit import camera_ids
 
-__all__ = ["ImageInput", "Preprocessing", "ReidEmbedder", "inference_checkpoint", "load_model"]
+__all__ = [
+    "CameraInput",
+    "ImageInput",
+    "Preprocessing",
+    "ReidEmbedder",
+    "inference_checkpoint",
+    "load_model",
+]
 
 ImageInput = str | Path | Image.Image | torch.Tensor
+# One camera index for every image, or one per image (a sequence, array or (N,) tensor).
+CameraInput = int | Sequence[int] | torch.Tensor
 CONFIG_METADATA_KEY = "unreid_config"
 
 
@@ -169,6 +179,47 @@ class ReidEmbedder:
     def feature_dim(self) -> int:
         return self.model.feature_dim
 
+    @property
+    def num_cameras(self) -> int:
+        """Rows of the model's camera embedding (its training cameras); 0 without one."""
+        table = getattr(self.model, "camera_embed", None)
+        return 0 if table is None else int(table.shape[0])
+
+    def check_cameras(self, cameras: CameraInput | None, count: int) -> torch.Tensor | None:
+        """`cameras` as (count,) int64 indices, checked; None for a model that ignores them.
+
+        A camera-embedding model's features change with the camera id, so a missing or
+        out-of-range id is an error rather than a guessed default. Other models accept
+        and ignore cameras, so callers that know them can always pass them.
+        """
+        n = self.num_cameras
+        if cameras is None:
+            if n:
+                mode = getattr(self.model, "camera_mode", "?")
+                raise ValueError(
+                    f"{self.source} has a camera embedding (model.camera_embedding={mode}, "
+                    f"{n} training cameras): embed(images, cameras=...) needs the camera "
+                    f"index (0..{n - 1}) of every image, or one index for all"
+                )
+            return None
+        try:
+            ids = torch.as_tensor(cameras)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"cameras: expected an int or one int per image, found {cameras!r:.60}"
+            ) from err
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise TypeError(f"cameras: expected integer camera indices, found dtype {ids.dtype}")
+        ids = ids.long().expand(count) if ids.ndim == 0 else ids.long()
+        if ids.shape != (count,):
+            raise ValueError(f"{count} images but {tuple(ids.shape)} camera ids")
+        if n and count and (int(ids.min()) < 0 or int(ids.max()) >= n):
+            raise ValueError(
+                f"camera ids {int(ids.min())}..{int(ids.max())} outside the {n} cameras "
+                f"{self.source} was trained with (0..{n - 1})"
+            )
+        return ids if n else None
+
     def to(self, device: torch.device | str) -> ReidEmbedder:
         self.device = torch.device(device)
         self.model.to(self.device)
@@ -184,16 +235,22 @@ class ReidEmbedder:
     def embed(
         self,
         images: ImageInput | Sequence[ImageInput],
+        cameras: CameraInput | None = None,
         batch_size: int = 64,
         workers: int = 0,
         progress: bool = False,
     ) -> torch.Tensor:
-        """(N, D) float32 L2-normalised features on the CPU, in input order."""
+        """(N, D) float32 L2-normalised features on the CPU, in input order.
+
+        `cameras`: each image's camera index as the model was trained (0..C-1), or one
+        index for all; required by a camera-embedding model, ignored by any other.
+        """
         items = as_image_list(images)
         if not items:
             raise ValueError("embed: no images given")
         if batch_size < 1:
             raise ValueError(f"embed: batch_size must be >= 1, found {batch_size}")
+        cams = self.check_cameras(cameras, len(items))
         loader = DataLoader(
             _Images(items, self.preprocessing.transform()),
             batch_size=batch_size,
@@ -201,9 +258,13 @@ class ReidEmbedder:
             shuffle=False,
         )
         self.model.eval()
-        chunks = []
+        chunks: list[torch.Tensor] = []
+        done = 0
         for batch in tqdm(loader, desc="embed", leave=False, disable=not progress):
-            chunks.append(self.model(batch.to(self.device)).float().cpu())
+            rows = None if cams is None else cams[done : done + len(batch)]
+            with camera_ids(self.model, rows):
+                chunks.append(self.model(batch.to(self.device)).float().cpu())
+            done += len(batch)
         return torch.cat(chunks)
 
 
@@ -258,17 +319,6 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def build_saved_model(cfg: Config, state: dict[str, torch.Tensor]) -> nn.Module:
-    """The network the saved weights belong to, before they are loaded.
-
-    A transformer's patch grid follows the input size, and its camera embedding has
-    one row per training camera: the saved table says how many, the config does not.
-    """
-    cameras = state.get("camera_embed")
-    count = 0 if cameras is None else int(cameras.shape[0])
-    return build_model(cfg.model, (cfg.data.height, cfg.data.width), count)
-
-
 def load_model(path: str | Path, device: torch.device | str | None = None) -> ReidEmbedder:
     """A trained model ready to embed images: `best.pth`/`last.pth` or a `.safetensors` export.
 
@@ -280,7 +330,8 @@ def load_model(path: str | Path, device: torch.device | str | None = None) -> Re
     cfg = config_from_dict(config, origin=str(path))
     Preprocessing.of_config(cfg).check_record(recorded, str(path))
     cfg.model.pretrained = "none"
-    model = build_saved_model(cfg, state)
+    # a transformer's grid follows the input size; its camera table's rows, the saved weights
+    model = model_for_state(cfg.model, (cfg.data.height, cfg.data.width), state)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -5,6 +5,12 @@ gallery's features are kept (in `unreid extract`'s format) beside a faiss index,
 with a fingerprint of what produced them: the gallery's files (path, size,
 modification time) and the checkpoint's. A search whose fingerprint differs
 rebuilds the index rather than ranking with stale features.
+
+A model with a camera embedding needs each image's camera index (0..C-1, as its
+training set numbered the cameras). A folder says nothing about cameras, so they
+come from a CSV whose header names a `camera_index` column, or one `--camera N`
+for every image the list gives none; with neither, the search stops and says so
+(a guessed camera would change the features without any sign of it).
 """
 
 from __future__ import annotations
@@ -23,24 +29,43 @@ from unreid.data.datasets import IMAGE_EXTENSIONS, is_image_file
 from unreid.inference import ReidEmbedder
 
 __all__ = [
+    "CAMERA_COLUMN",
     "FEATURE_FORMATS",
     "FeatureSet",
     "GalleryIndex",
     "Hit",
+    "ImageList",
+    "image_cameras",
     "list_images",
     "load_features",
+    "read_image_list",
     "save_features",
 ]
 
 FEATURE_FORMATS = (".npy", ".safetensors")
 INDEX_FILE, FEATURES_FILE = "gallery.faiss", "features.npy"
+CAMERA_COLUMN = "camera_index"
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """Image files and, when a CSV lists them, their camera indices (None: not given)."""
+
+    files: list[Path]
+    cameras: list[int | None] | None = None
 
 
 def list_images(source: str | Path) -> list[Path]:
+    """The image files `read_image_list` finds."""
+    return read_image_list(source).files
+
+
+def read_image_list(source: str | Path) -> ImageList:
     """The images of a folder (recursive, sorted) or of a CSV whose first column is a path.
 
     CSV paths may be relative to the CSV's folder; a first row that is not an image path
-    is a header. Listed files that are missing are an error naming them.
+    is a header. A header column named `camera_index` gives each row's camera index (an
+    empty cell: none). Listed files that are missing are an error naming them.
     """
     source = Path(source)
     if source.is_dir():
@@ -55,7 +80,7 @@ def list_images(source: str | Path) -> list[Path]:
             raise FileNotFoundError(
                 f"{source}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder"
             )
-        return [p.resolve() for p in found]
+        return ImageList([p.resolve() for p in found])
     if source.is_file() and source.suffix.lower() == ".csv":
         return _csv_images(source)
     if source.exists():
@@ -63,19 +88,25 @@ def list_images(source: str | Path) -> list[Path]:
     raise FileNotFoundError(f"{source} does not exist (expected a folder of images or a .csv)")
 
 
-def _csv_images(path: Path) -> list[Path]:
+def _csv_images(path: Path) -> ImageList:
     out: list[Path] = []
+    cameras: list[int | None] = []
+    column: int | None = None
     with open(path, encoding="utf-8", newline="") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
             cell = row[0].strip() if row else ""
             if not cell:
                 continue
             if not is_image_file(cell):
-                if number == 1:
-                    continue  # header
+                if number == 1:  # header
+                    names = [c.strip().lower() for c in row]
+                    column = names.index(CAMERA_COLUMN) if CAMERA_COLUMN in names else None
+                    continue
                 raise ValueError(f"{path}:{number}: {cell!r} is not an image path")
             p = Path(cell).expanduser()
             out.append((p if p.is_absolute() else path.parent / p).resolve())
+            if column is not None:
+                cameras.append(_camera_cell(row, column, f"{path}:{number}"))
     if not out:
         raise ValueError(f"{path}: lists no image paths (expected one path per row, column 1)")
     missing = [str(p) for p in out if not p.is_file()]
@@ -83,7 +114,46 @@ def _csv_images(path: Path) -> list[Path]:
         raise FileNotFoundError(
             f"{path}: {len(missing)} listed image(s) are not on disk: {', '.join(missing[:5])}"
         )
-    return out
+    return ImageList(out, cameras if column is not None else None)
+
+
+def _camera_cell(row: list[str], column: int, where: str) -> int | None:
+    text = row[column].strip() if column < len(row) else ""
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit():
+        raise ValueError(
+            f"{where}: {CAMERA_COLUMN} {text!r} is not a camera index (an integer >= 0, "
+            "the camera's number in the model's training set)"
+        )
+    return int(text)
+
+
+def image_cameras(
+    embedder: ReidEmbedder,
+    count: int,
+    listed: list[int | None] | None = None,
+    default: int | None = None,
+    what: str = "embedding",
+) -> list[int] | None:
+    """The camera index of each of `count` images: the listed one, else `default`.
+
+    None for a model without a camera embedding (it ignores cameras). For one with it,
+    an image left without a camera is an error saying how to give one.
+    """
+    n = embedder.num_cameras
+    if not n:
+        return None
+    ids = listed if listed is not None else [None] * count
+    resolved = [default if c is None else c for c in ids]
+    lacking = sum(c is None for c in resolved)
+    if lacking:
+        raise ValueError(
+            f"{embedder.source} has a camera embedding ({n} training cameras): {what} needs "
+            f"each image's camera index (0..{n - 1}) and {lacking} of {count} image(s) have "
+            f"none; list them in a CSV with a '{CAMERA_COLUMN}' column or give --camera N"
+        )
+    return [int(c) for c in resolved if c is not None]
 
 
 @dataclass
@@ -160,24 +230,34 @@ def load_features(path: str | Path) -> FeatureSet:
 
 
 def extract_images(
-    embedder: ReidEmbedder, files: list[Path], batch_size: int = 64, progress: bool = True
+    embedder: ReidEmbedder,
+    files: list[Path],
+    batch_size: int = 64,
+    progress: bool = True,
+    cameras: list[int] | None = None,
 ) -> FeatureSet:
-    """Embed `files`; the metadata says which checkpoint and preprocessing made them."""
-    feats = embedder.embed(files, batch_size=batch_size, progress=progress).numpy()
-    meta = {
+    """Embed `files` (seen by `cameras`, if the model wants them); the metadata says which
+    checkpoint, preprocessing and cameras made them."""
+    feats = embedder.embed(files, cameras, batch_size=batch_size, progress=progress).numpy()
+    meta: dict[str, Any] = {
         "checkpoint": str(Path(embedder.source).resolve()),
         "feature_dim": int(feats.shape[1]),
         "preprocessing": embedder.preprocessing.as_dict(),
     }
+    if cameras is not None:
+        meta["cameras"] = list(cameras)
     return FeatureSet([str(f) for f in files], feats, meta)
 
 
-def fingerprint(files: list[Path], checkpoint: str | Path) -> dict[str, Any]:
-    """What must not change for stored gallery features to stay valid."""
+def fingerprint(
+    files: list[Path], checkpoint: str | Path, cameras: list[int] | None = None
+) -> dict[str, Any]:
+    """What must not change for stored gallery features to stay valid (cameras included)."""
     digest = hashlib.sha256()
-    for f in files:
+    for i, f in enumerate(files):
         st = f.stat()
-        digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        camera = "" if cameras is None else f"\0{cameras[i]}"
+        digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}{camera}\n".encode())
     ck = Path(checkpoint).resolve()
     st = ck.stat()
     return {
@@ -217,13 +297,20 @@ class GalleryIndex:
         index_dir: str | Path,
         batch_size: int = 64,
         progress: bool = True,
+        camera: int | None = None,
     ) -> tuple[GalleryIndex, bool]:
-        """The stored index if its fingerprint matches, else a fresh one (saved); True if built."""
+        """The stored index if its fingerprint matches, else a fresh one (saved); True if built.
+
+        `camera`: the camera index of gallery images the list gives none (a camera-embedding
+        model only; see the module doc).
+        """
         import faiss
 
         index_dir = Path(index_dir)
-        files = list_images(gallery)
-        want = fingerprint(files, embedder.source)
+        listing = read_image_list(gallery)
+        files = listing.files
+        cameras = image_cameras(embedder, len(files), listing.cameras, camera, "the gallery")
+        want = fingerprint(files, embedder.source, cameras)
         stored = index_dir / FEATURES_FILE
         if stored.is_file() and (index_dir / INDEX_FILE).is_file():
             try:
@@ -232,7 +319,7 @@ class GalleryIndex:
                 fs = None  # unreadable: rebuilt below
             if fs is not None and fs.meta.get("fingerprint") == want:
                 return cls(fs, faiss.read_index(str(index_dir / INDEX_FILE))), False
-        fs = extract_images(embedder, files, batch_size, progress)
+        fs = extract_images(embedder, files, batch_size, progress, cameras)
         fs.meta["fingerprint"] = want
         fs.meta["gallery"] = str(Path(gallery).resolve())
         built = cls.build(fs)

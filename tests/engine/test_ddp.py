@@ -1,10 +1,12 @@
 """DDP (gloo, 2 processes on CPU) trains like one process with the matching BatchNorm
-groups on the same global batch and seed; the ranks' memories stay identical."""
+groups on the same global batch and seed; the ranks' memories stay identical. A 2-block
+ViT-Ti with a camera embedding too: its camera ids follow each rank's rows."""
 
 from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import torch.multiprocessing as mp
 from tiny_runs import QUIET_RUN
 from unreid.config import load_config
 from unreid.engine import train
+from unreid.models import vit as vit_module
 
 WORLD = 2
 ORIGINAL_EPOCH = __import__("unreid.engine.recorder", fromlist=["x"]).RunRecorder.epoch
@@ -29,6 +32,8 @@ TINY = [
     "data.decoded_cache=true",
     "data.device_augment=true",
 ]
+# the transformer case: 2 blocks (VIT_SPECS patched before the ranks fork), 4x2 tokens
+VIT = ["model.arch=vit_tiny", "model.pretrained=none", "model.camera_embedding=all_tokens"]
 
 
 def free_port() -> int:
@@ -64,9 +69,17 @@ def rank_main(rank: int, port: int, args: list[str], out: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["cluster_contrast", "hhcl"])
-def test_two_ranks_equal_one_process_with_bn_groups(method, tiny_synthetic, tmp_path, monkeypatch):
-    common = [*TINY, f"data.root={tiny_synthetic}", f"method={method}"]
+@pytest.mark.parametrize(
+    ("method", "model"),
+    [("cluster_contrast", []), ("hhcl", []), ("cluster_contrast", VIT)],
+    ids=["cluster_contrast", "hhcl", "cluster_contrast-vit_tiny"],
+)
+def test_two_ranks_equal_one_process_with_bn_groups(
+    method, model, tiny_synthetic, tmp_path, monkeypatch
+):
+    spec = vit_module.VIT_SPECS["vit_tiny"]
+    monkeypatch.setitem(vit_module.VIT_SPECS, "vit_tiny", replace(spec, depth=2))
+    common = [*TINY, f"data.root={tiny_synthetic}", f"method={method}", *model]
     single = tmp_path / "single"
     single.mkdir()
     monkeypatch.setattr("unreid.engine.recorder.RunRecorder.epoch", ORIGINAL_EPOCH)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
+import pytest
 import torch
 from torch import nn
 
+from unreid.models import vit as vit_module
 from unreid.models.dsbn import ALL_ROWS, DomainSpecificBatchNorm, convert_to_dsbn, source_rows
-from unreid.models.reid_model import build_model
+from unreid.models.reid_model import build_model, model_for_state
+from unreid.models.vit import camera_ids
 from unreid.settings import ModelConfig
 
 
@@ -50,3 +54,37 @@ def test_reid_model_converts_every_bn_and_keeps_weights_and_frozen_neck_bias():
     with source_rows(model, 2):
         out = model(torch.randn(4, 3, 64, 32))
     assert out.shape == (4, 512)
+
+
+@pytest.mark.parametrize("arch", ["vit_small", "clip_vit_b16"])
+def test_transformer_dsbn_normalises_each_domain_as_its_own_batch(arch, monkeypatch):
+    """model.dsbn=true splits a ViT's BNs (neck, CLIP's projection neck, the ICS stem's);
+    every other layer works per image, so the source rows of a mixed batch come out as a
+    batch of source rows alone through the source copies, the target rows likewise."""
+    spec = vit_module.VIT_SPECS[arch]
+    monkeypatch.setitem(vit_module.VIT_SPECS, arch, replace(spec, depth=2))
+    torch.manual_seed(0)
+    stem = "ics" if arch == "vit_small" else "patch"
+    cams = {"camera_embedding": "cls_token"}  # camera ids ride along, as in training
+    cfg = ModelConfig(arch=arch, pretrained="none", stem=stem, dsbn=True, **cams)
+    model = build_model(cfg, (64, 32), num_cameras=2).train()
+    pairs = [m for m in model.modules() if isinstance(m, DomainSpecificBatchNorm)]
+    assert len(pairs) == (4 if stem == "ics" else 2)
+    assert any(isinstance(m, nn.BatchNorm1d) for m in model.neck.target.modules()) is not False
+    assert not model.neck.source.bias.requires_grad  # the neck's frozen bias stays frozen
+    src, tgt = torch.randn(4, 3, 64, 32) * 2 + 1, torch.randn(6, 3, 64, 32)
+    cams = torch.tensor([0, 1, 0, 1, 1, 0, 1, 0, 0, 1])
+    alone_s, alone_t = copy.deepcopy(model), copy.deepcopy(model)
+    with camera_ids(model, cams), source_rows(model, 4):
+        out = model(torch.cat([src, tgt]))
+    with camera_ids(alone_s, cams[:4]), source_rows(alone_s, ALL_ROWS):
+        torch.testing.assert_close(out[:4], alone_s(src), atol=1e-5, rtol=1e-5)
+    with camera_ids(alone_t, cams[4:]):
+        torch.testing.assert_close(out[4:], alone_t(tgt), atol=1e-5, rtol=1e-5)
+    state = model.state_dict()
+    assert "neck.source.running_mean" in state and "neck.target.running_mean" in state
+    source_mean = state["neck.source.running_mean"]
+    torch.testing.assert_close(source_mean, alone_s.state_dict()["neck.source.running_mean"])
+    assert not torch.allclose(source_mean, state["neck.target.running_mean"])
+    rebuilt = model_for_state(cfg, (64, 32), state)  # what load_model and eval build
+    rebuilt.load_state_dict(state)  # strict: the same DSBN layout, the same camera table

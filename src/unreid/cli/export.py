@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     from unreid.export import export_model, onnx_features
     from unreid.inference import load_model
+    from unreid.models.vit import camera_ids
 
     options = {"opset": args.opset} if args.format == "onnx" else {}
     written = export_model(args.checkpoint, args.format, args.out, **options)
@@ -34,13 +35,16 @@ def run(args: argparse.Namespace) -> int:
     reference = load_model(args.checkpoint, device="cpu")
     pre = reference.preprocessing
     batch = torch.randn(3, 3, pre.height, pre.width, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
+    # a camera-embedding model is checked on several of its cameras
+    cams = torch.arange(3) % reference.num_cameras if reference.num_cameras else None
+    with torch.no_grad(), camera_ids(reference.model, cams):
         want = reference.model(batch).numpy()
     if args.format == "onnx":
-        got = onnx_features(written[0], batch)
+        got = onnx_features(written[0], batch, cams)
     else:
-        with torch.no_grad():
-            got = load_model(written[0], device="cpu").model(batch).numpy()
+        exported = load_model(written[0], device="cpu").model
+        with torch.no_grad(), camera_ids(exported, cams):
+            got = exported(batch).numpy()
     diff = float(abs(got - want).max())
     print(f"check: max |export - torch| = {diff:.2e} on 3 random inputs")
     if diff > 1e-4:

@@ -14,6 +14,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="F.npy (+ F.json file list) or F.safetensors (file list in its header)",
     )
+    p.add_argument(
+        "--camera",
+        type=int,
+        help="camera index (0..C-1) of images the list gives none; only a model with a "
+        "camera embedding reads it (a CSV may list each image's in a camera_index column)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the GPU if there is one)")
     p.add_argument("--no-progress", action="store_true")
@@ -22,11 +28,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from unreid.inference import load_model
-    from unreid.search import extract_images, list_images, save_features
+    from unreid.search import extract_images, image_cameras, read_image_list, save_features
 
-    files = list_images(args.images)
+    listing = read_image_list(args.images)
+    files = listing.files
     embedder = load_model(args.checkpoint, device=args.device)
-    features = extract_images(embedder, files, args.batch_size, progress=not args.no_progress)
+    cameras = image_cameras(embedder, len(files), listing.cameras, args.camera, "extract")
+    features = extract_images(
+        embedder, files, args.batch_size, progress=not args.no_progress, cameras=cameras
+    )
     written = save_features(args.out, features)
     n, d = features.features.shape
     print(f"{n} images -> {d}-d features: {', '.join(str(p) for p in written)}")

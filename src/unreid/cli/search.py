@@ -2,7 +2,9 @@
 
 The gallery's features and faiss index are kept in `--index` (default: a cache
 folder per gallery and checkpoint) and rebuilt only when the gallery's files or
-the checkpoint change, so repeated searches embed only the queries.
+the checkpoint change, so repeated searches embed only the queries. A model with
+a camera embedding needs camera indices: the gallery CSV's `camera_index` column or
+`--camera`, and `--query-camera` (default: `--camera`) for the queries.
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gallery", required=True, help="folder (recursive) or CSV of image paths")
     p.add_argument("--query", required=True, nargs="+", help="one or more query images")
     p.add_argument("--top", type=int, default=10)
+    p.add_argument(
+        "--camera",
+        type=int,
+        help="camera index (0..C-1) of gallery images the list gives none; only a model "
+        "with a camera embedding reads it",
+    )
+    p.add_argument(
+        "--query-camera", type=int, help="camera index of the queries (default: --camera)"
+    )
     p.add_argument("--html", help="also write the results as a self-contained HTML page")
     p.add_argument("--index", help="where the gallery index lives (default: a cache folder)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -36,7 +47,7 @@ def default_index_dir(gallery: str, checkpoint: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from unreid.inference import load_model
-    from unreid.search import GalleryIndex
+    from unreid.search import GalleryIndex, image_cameras
 
     if args.top < 1:
         raise ValueError(f"search --top must be >= 1, found {args.top}")
@@ -44,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise FileNotFoundError(f"search --query: no such image(s): {', '.join(missing)}")
     embedder = load_model(args.checkpoint, device=args.device)
+    query_camera = args.camera if args.query_camera is None else args.query_camera
+    query_cameras = image_cameras(embedder, len(args.query), None, query_camera, "the query")
     index_dir = Path(args.index) if args.index else default_index_dir(args.gallery, args.checkpoint)
     started = time.perf_counter()
     index, built = GalleryIndex.open(
-        args.gallery, embedder, index_dir, args.batch_size, progress=not args.no_progress
+        args.gallery, embedder, index_dir, args.batch_size, not args.no_progress, args.camera
     )
     what = "built" if built else "reused"
     n = len(index.features.files)
@@ -55,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         f"gallery index {what}: {n} images in {index_dir} ({time.perf_counter() - started:.2f} s)"
     )
     started = time.perf_counter()
-    feats = embedder.embed(args.query, batch_size=args.batch_size).numpy()
+    feats = embedder.embed(args.query, query_cameras, batch_size=args.batch_size).numpy()
     hits = index.search(feats, args.top)
     per_query = (time.perf_counter() - started) / len(args.query)
     for query, found in zip(args.query, hits, strict=True):

@@ -90,7 +90,10 @@ def build_model(
         return ReidModel(cfg)
     if size is None:
         raise ValueError(f"model.arch={cfg.arch} needs the input size (data.height, data.width)")
-    return VitReidModel(cfg, size, num_cameras)
+    model = VitReidModel(cfg, size, num_cameras)
+    if cfg.dsbn:  # after the weights, as ReidModel: the neck(s) and any stem BN, per domain
+        convert_to_dsbn(model)
+    return model
 
 
 def model_for_state(

@@ -111,7 +111,10 @@ def ranked_lists_html(run_dir: Path, config: dict[str, Any] | None, progress: bo
     picked = pick_queries(len(dataset.query))
     query = [dataset.query[i] for i in picked]
     gallery = dataset.gallery
-    feats = embedder.embed([s.path for s in query + gallery], batch_size=batch, progress=progress)
+    shown = query + gallery  # the dataset's cameras: a camera-embedding model needs them
+    feats = embedder.embed(
+        [s.path for s in shown], [s.camera for s in shown], batch_size=batch, progress=progress
+    )
     distmat = pairwise_distance(feats[: len(query)], feats[len(query) :])
     ranked = rank_queries(distmat, query, gallery)
     rows = [_query_row(r, query[r.query], gallery) for r in ranked]
