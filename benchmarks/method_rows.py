@@ -41,6 +41,15 @@ NO_SCL = (*CAMERA_FRAME, "gcl_scl.update=average")  # batch-mean update: SCL's p
 NO_CSA, NO_HPS = ("csa_hps.init=mean",), ("csa_hps.update=mean",)
 FRESH = ("spcl.cluster_on=extracted",)  # a diagnosis row: SpCL clustering fresh features
 STREAM = ("train.sampler=pk_stream",)  # a diagnosis row: SpCL with the reference's batches
+# issue 28: Cluster Contrast on a ViT-S/16 with TransReID-SSL's unsupervised recipe
+# (cluster_contrast/market1501_vit_small_lup: SGD momentum 0.9 at lr 3.5e-4, drop-path 0.3,
+# hard memory update at momentum 0.2, K = 8) on the demo's budget, size and data; the
+# pretrained regime starts it from its own ViT-S pretraining (PRETRAINS below)
+VIT_SMALL = ("model.arch=vit_small", "train.optimizer=sgd", "model.drop_path=0.3",
+             "cluster_contrast.memory_update=hard", "cluster_contrast.momentum=0.2",
+             "train.num_instances=8")  # fmt: skip
+# the same with the demo's Adam (3.5e-4) in place of SGD
+VIT_SMALL_ADAM = tuple(o.replace("=sgd", "=adam") for o in VIT_SMALL)
 ROWS = [
     Row("cc", "Cluster Contrast", "demo"),
     Row("hhcl", "HHCL", "hhcl/demo"),
@@ -69,6 +78,8 @@ ROWS = [
     Row("spcl_extracted", "SpCL, extracted features clustered", "spcl/demo", FRESH, default=False),
     Row("spcl_stream", "SpCL, reference batches (pk_stream)", "spcl/demo", STREAM, default=False),
     Row("ice", "ICE", "ice/demo"),
+    Row("cc_vit_small", "Cluster Contrast, ViT-S/16", "demo", VIT_SMALL, default=False),
+    Row("cc_vit_small_adam", "CC, ViT-S/16, Adam", "demo", VIT_SMALL_ADAM, default=False),
     Row("uda_cc_target_only", "Cluster Contrast, B alone", "demo", group="uda", data="B"),
     Row("uda_spcl", "SpCL UDA, A→B", "spcl/demo_uda", group="uda", data="A->B"),
     Row("uda_spcl_cc", "SpCL + CC UDA, A→B", "spcl_uda/demo", group="uda", data="A->B"),
@@ -88,12 +99,44 @@ SETS = {
 PRETRAIN = Row(
     "pretrain", "Cluster Contrast on true identities", "cluster_contrast/pretrain_demo", data="P"
 )
+# ... and a row whose overrides set another model.arch from that arch's own pretraining
+PRETRAINS = {
+    "vit_small": Row(
+        "pretrain_vit_small",
+        "Cluster Contrast on true identities, ViT-S/16",
+        "cluster_contrast/pretrain_demo_vit_small",
+        data="P",
+    ),
+}
 REGIMES = {
     "random": "every run starts from its preset's model.pretrained (none in the demo presets)",
-    "pretrained": "every run starts from one ResNet-18 trained with true identities on "
-    "synthetic set P (200 ids, data seed 2, cool and bright; "
-    "preset cluster_contrast/pretrain_demo)",
+    "pretrained": "every run starts from one network of its arch trained with true identities "
+    "on synthetic set P (200 ids, data seed 2, cool and bright; preset "
+    "cluster_contrast/pretrain_demo, the ResNet-18, or pretrain_demo_<arch>)",
 }
+
+
+def row_arch(row: Row) -> str | None:
+    """The model.arch a row's own overrides set (the last one wins), else None (its preset's)."""
+    archs = [o.split("=", 1)[1].strip() for o in row.overrides if o.split("=")[0] == "model.arch"]
+    return archs[-1] if archs else None
+
+
+def pretraining_row(row: Row) -> Row:
+    """The run a row starts from in the pretrained regime: PRETRAIN, or its arch's own.
+
+    Rows that leave model.arch alone keep PRETRAIN (so their run folders, which name its
+    last.pth, are the ones earlier sessions wrote); an arch without an entry raises KeyError.
+    """
+    arch = row_arch(row)
+    if arch is None:
+        return PRETRAIN
+    if arch not in PRETRAINS:
+        raise KeyError(f"row {row.name!r} sets model.arch={arch}, which has no pretraining run "
+                       f"in PRETRAINS (method_rows.py): {sorted(PRETRAINS)}")  # fmt: skip
+    return PRETRAINS[arch]
+
+
 TITLES = {
     "demo": "synthetic set A (the demo's: 200 ids, data seed 0)",
     "uda": "target: synthetic set B (200 ids, data seed 1, warm and dark); "

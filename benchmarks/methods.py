@@ -53,7 +53,7 @@ import os
 import sys
 from pathlib import Path
 
-from method_rows import BASELINES, OUT, PRETRAIN, REGIMES, ROWS, SETS, TITLES, Row
+from method_rows import BASELINES, OUT, REGIMES, ROWS, SETS, TITLES, Row, pretraining_row
 from method_runs import Planned, run_all
 from method_table import RunResult, failures, group_table, row_stats
 
@@ -228,11 +228,34 @@ def check_pretrained_request(rows: list[Row], overrides: list[str]) -> None:
         )
 
 
+def pretraining_runs(
+    rows: list[Row], out: Path, roots: dict[str, Path], extra: list[str], regime: str
+) -> dict[str, Planned]:
+    """Each row's pretraining run (one per arch, alone before the rows: all the cores)."""
+    if regime != "pretrained":
+        return {}
+    by_row = {}
+    for r in rows:
+        try:
+            by_row[r.name] = pretraining_row(r)
+        except KeyError as err:
+            raise BenchmarkError(err.args[0]) from None
+    planned = {p: plan(p, [0], out, roots, extra, cores())[0] for p in set(by_row.values())}
+    return {name: planned[p] for name, p in by_row.items()}
+
+
+def start_from(pretrainings: dict[str, Planned], row: Row) -> list[str]:
+    if row.name not in pretrainings:
+        return []
+    return [f"model.pretrained={pretrainings[row.name].run_dir / 'last.pth'}"]
+
+
 def pretrain(p: Planned) -> bool:
     """Train the regime's starting weights once (read back when finished); False if it failed."""
     done = run_all([p], 1)[p.row.name, p.seed]
     if not done.ok:
-        print(f"pretraining on set P failed, so no row can start: {done.error}", file=sys.stderr)
+        print(f"pretraining on set P failed ({p.row.name}), so its rows cannot start: "
+              f"{done.error}", file=sys.stderr)  # fmt: skip
         return False
     untrained = "" if done.start_mAP is None else f", from {100 * done.start_mAP:.1f} untrained"
     print(
@@ -299,20 +322,15 @@ def main(argv: list[str] | None = None) -> int:
         roots = prepare_data(roles, given)
         jobs = args.jobs or auto_jobs()
         threads = max(1, cores() // jobs)
-        start, pretraining = [], None
-        if args.regime == "pretrained":  # alone, before the rows: all the cores
-            pretraining = plan(PRETRAIN, [0], Path(args.out), roots, args.overrides, cores())[0]
-            start = [f"model.pretrained={pretraining.run_dir / 'last.pth'}"]
-        per_row = [
-            plan(r, args.seeds, Path(args.out), roots, [*start, *args.overrides], threads)
-            for r in rows
-        ]
+        pretrainings = pretraining_runs(rows, Path(args.out), roots, args.overrides, args.regime)
+        extra = {r.name: [*start_from(pretrainings, r), *args.overrides] for r in rows}
+        per_row = [plan(r, args.seeds, Path(args.out), roots, extra[r.name], threads) for r in rows]
         runs = [per_row[i][k] for k in range(len(args.seeds)) for i in range(len(rows))]
-        validate(runs if pretraining is None else [pretraining, *runs])
+        validate([*dict.fromkeys(pretrainings.values()), *runs])
     except BenchmarkError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if pretraining is not None and not pretrain(pretraining):
+    if not all(pretrain(p) for p in dict.fromkeys(pretrainings.values())):
         return 1
     results = run_all(runs, jobs)
     text, failed = tables(

@@ -17,6 +17,13 @@ RSS on a CPU (monotone over the run: later rows cannot show less). The
 decoded cache is built once per configuration that uses it and reported as
 `decode s` (a one-off per run, not per epoch).
 
+`--arch` takes several networks (ResNets and the transformers of models/vit.py:
+vit_tiny, vit_small, vit_base, clip_vit_b16, random init at --height x --width,
+patch stride 16): every configuration runs once per arch on the same data and
+batch, and each arch's step time (batch / train img/s) is printed against the
+first arch's, configuration by configuration. `--baseline-only` skips "all on"
+(the CPU comparison of architectures).
+
 Rows: "baseline" = fp32 (TF32 off), channels-first, per-image PIL decode and
 augmentation in loader workers, BatchNorm over the whole batch, eager; "all
 on" = the switches given (defaults: every speed-up but compile); `--each`
@@ -27,6 +34,10 @@ use it on GPUs only.
 
     python benchmarks/train_throughput.py --data /tmp/unreid-bench            # GPU, full size
     python benchmarks/train_throughput.py --data /tmp/unreid-bench-small --small   # CPU check
+    python benchmarks/train_throughput.py --data /tmp/unreid-bench --arch vit_small vit_base
+    python benchmarks/train_throughput.py --data /tmp/unreid-bench-vit --arch resnet50 vit_small \
+        --baseline-only --images 128 --eval-images 32 --batch-size 16 --num-instances 4 \
+        --iters 4 --warmup 1   # CPU: ViT-S against ResNet-50 at 256x128
 """
 
 from __future__ import annotations
@@ -90,7 +101,9 @@ def parse() -> argparse.Namespace:
     )
     ap.add_argument("--height", type=int)
     ap.add_argument("--width", type=int)
-    ap.add_argument("--arch")
+    ap.add_argument(
+        "--arch", nargs="+", help="networks to compare (default resnet50; small resnet18)"
+    )
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--num-instances", type=int)
     ap.add_argument("--iters", type=int, help="train steps in the epoch (default 200; small 6)")
@@ -105,10 +118,11 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--compile", action=on, default=False)
     ap.add_argument("--tf32", action=on, default=True)
     ap.add_argument("--each", action="store_true", help="also one row per single switch")
+    ap.add_argument("--baseline-only", action="store_true", help="only the all-off row per arch")
     args = ap.parse_args()
-    small = dict(images=512, eval_images=96, height=128, width=64, arch="resnet18", batch_size=32,
+    small = dict(images=512, eval_images=96, height=128, width=64, arch=["resnet18"], batch_size=32,
                  num_instances=4, iters=6, warmup=2, bn_group_size=8)  # fmt: skip
-    full = dict(images=12936, eval_images=0, height=256, width=128, arch="resnet50",
+    full = dict(images=12936, eval_images=0, height=256, width=128, arch=["resnet50"],
                 batch_size=256, num_instances=16, iters=200, warmup=20, bn_group_size=64)  # fmt: skip
     for key, value in (small if args.small else full).items():
         if getattr(args, key) is None:
@@ -160,7 +174,7 @@ def extract(runner, model, precision, loader, device, channels_last, cached) -> 
     return torch.cat(out)
 
 
-def run_config(name: str, sw: Switches, args, data, device) -> dict[str, float]:
+def run_config(name: str, sw: Switches, args, data, device, arch: str) -> dict[str, float]:
     train, query, gallery, _ = data
     h, w, b = args.height, args.width, args.batch_size
     torch.manual_seed(0)
@@ -169,7 +183,7 @@ def run_config(name: str, sw: Switches, args, data, device) -> dict[str, float]:
         torch.cuda.reset_peak_memory_stats(device)
     set_tf32(sw.tf32)
     precision = Precision.from_setting(sw.amp, device)
-    model = build_model(ModelConfig(arch=args.arch, pretrained="none")).to(device)
+    model = build_model(ModelConfig(arch=arch, pretrained="none"), (h, w)).to(device)
     runner = prepare_model(model, sw.channels_last, sw.compile)
     row: dict[str, float] = {"decode s": 0.0}
     pin, workers = device.type == "cuda", args.workers
@@ -246,7 +260,7 @@ def run_config(name: str, sw: Switches, args, data, device) -> dict[str, float]:
     row["epoch s"] = sum(row[k] for k in ("extract s", "cluster s", "train s", "eval s"))
     row["mAP"] = float(metrics.mAP)
     row["peak GB"] = peak_memory_gb(device)
-    print(f"  {name}: done in {row['epoch s']:.1f}s", file=sys.stderr, flush=True)
+    print(f"  {arch} {name}: done in {row['epoch s']:.1f}s", file=sys.stderr, flush=True)
     return row
 
 
@@ -267,7 +281,7 @@ def main() -> None:
         args.amp, args.channels_last, args.device_augment and args.decoded_cache,
         args.decoded_cache, args.bn_group_size, args.compile, args.tf32,
     )  # fmt: skip
-    configs = [("baseline", BASELINE), ("all on", chosen)]
+    configs = [("baseline", BASELINE)] + ([] if args.baseline_only else [("all on", chosen)])
     if args.each:
         for f in fields(Switches):
             value = getattr(chosen, f.name)
@@ -279,27 +293,50 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"{where}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{args.workers} loader workers; {args.arch}, {len(train)} train images at "
+        f"{args.workers} loader workers; {', '.join(args.arch)}, {len(train)} train images at "
         f"{args.height}x{args.width}, batch {args.batch_size} (K={args.num_instances}), "
         f"{args.iters} steps ({args.warmup} warm-up), eval {len(query)} query + "
         f"{len(gallery)} gallery; synthetic set "
         + (f"generated in {gen_s:.1f}s" if gen_s else "from the cache")
     )
-    rows = [(name, sw, run_config(name, sw, args, data, device)) for name, sw in configs]
-    cols = ["train img/s", "extract img/s", "extract s", "cluster s", "train s", "eval s",
-            "epoch s", "decode s", "peak GB", "mAP"]  # fmt: skip
-    print(f"{'config':14s}" + "".join(f"{c:>14s}" for c in cols))
-    for name, _sw, row in rows:
-        print(f"{name:14s}" + "".join(f"{row[c]:14.3g}" for c in cols))
-    base = rows[0][2]
-    for name, sw, row in rows[1:]:
-        speed = row["train img/s"] / base["train img/s"]
-        print(
-            f"{name}: {describe(sw)}; train x{speed:.2f}, epoch x{base['epoch s'] / row['epoch s']:.2f}"
-        )
-    print(
+    rows = [
+        (arch, name, sw, run_config(name, sw, args, data, device, arch))
+        for arch in args.arch
+        for name, sw in configs
+    ]
+    print(report(rows, args.batch_size, device))
+
+
+COLUMNS = ["train img/s", "step s", "extract img/s", "extract s", "cluster s", "train s",
+           "eval s", "epoch s", "decode s", "peak GB", "mAP"]  # fmt: skip
+
+
+def report(rows: list[tuple[str, str, Switches, dict[str, float]]], batch: int, device) -> str:
+    """The table (arch x configuration), speed-ups against each arch's baseline, and arch ratios."""
+    width = max(14, *(len(a) + 2 for a, *_ in rows))
+    lines = [f"{'arch':{width}s}{'config':10s}" + "".join(f"{c:>14s}" for c in COLUMNS)]
+    for arch, name, _sw, row in rows:
+        row["step s"] = batch / row["train img/s"]
+        lines.append(f"{arch:{width}s}{name:10s}" + "".join(f"{row[c]:14.3g}" for c in COLUMNS))
+    base = {arch: row for arch, name, _sw, row in rows if name == "baseline"}
+    for arch, name, sw, row in rows:
+        if name != "baseline":
+            speed = row["train img/s"] / base[arch]["train img/s"]
+            epoch = base[arch]["epoch s"] / row["epoch s"]
+            lines.append(f"{arch} {name}: {describe(sw)}; train x{speed:.2f}, epoch x{epoch:.2f}")
+    first = rows[0][0]
+    by_key = {(arch, name): row for arch, name, _sw, row in rows}
+    for arch, name, _sw, row in rows:
+        if arch != first:
+            ref = by_key[first, name]
+            lines.append(
+                f"{arch} / {first} ({name}): step time x{row['step s'] / ref['step s']:.2f}, "
+                f"extraction time x{ref['extract img/s'] / row['extract img/s']:.2f}"
+            )
+    lines.append(
         "peak GB: " + ("device allocation" if device.type == "cuda" else "process RSS (monotone)")
     )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -244,3 +244,37 @@ def test_pretrained_regime_starts_every_row_from_the_pretraining_run(
     row = table_rows(done.stdout)["Cluster Contrast"]
     assert row[2] == f"{100 * start['test']['mAP']:.1f}"  # mAP at start: the row's epoch 0
     assert "trained with true identities on synthetic set P" in done.stdout
+
+
+def test_a_row_that_sets_model_arch_starts_from_its_own_arch_pretraining(
+    monkeypatch, tmp_path, capsys
+):
+    import method_rows as rows
+
+    launched = []
+
+    def execute(p):
+        launched.append((p.row.name, p.run_dir, p.overrides))
+        return mt.RunResult(p.seed, p.run_dir, 0.5, 0.5, 1.0, start_mAP=0.25)
+
+    monkeypatch.setattr(mr, "execute", execute)
+    data = tmp_path / "data"
+    data.mkdir()
+    argv = ["--regime", "pretrained", "--rows", "cc_vit_small", "--seeds", "0"]
+    argv += ["--out", str(tmp_path), "--data-a", str(data), "--data-p", str(data)]
+    assert bm.main([*argv, "--jobs", "1"]) == 0
+    names = [name for name, *_ in launched]
+    assert names == ["pretrain", "pretrain_vit_small", "cc", "cc_vit_small"]  # pretrainings first
+    folder = {name: run_dir for name, run_dir, _ in launched}
+    start = {name: [o for o in ov if o.startswith("model.pretrained=")] for name, _, ov in launched}
+    assert start["cc"] == [f"model.pretrained={folder['pretrain'] / 'last.pth'}"]
+    vit_start = folder["pretrain_vit_small"] / "last.pth"
+    assert start["cc_vit_small"] == [f"model.pretrained={vit_start}"]
+    assert rows.PRETRAINS["vit_small"].preset == "cluster_contrast/pretrain_demo_vit_small"
+    # rows that leave model.arch alone keep the one ResNet pretraining (and its folders)
+    by_name = {r.name: r for r in rows.ROWS}
+    assert rows.pretraining_row(by_name["cc"]) is rows.PRETRAIN
+    assert rows.pretraining_row(by_name["csa_hps"]) is rows.PRETRAIN
+    assert rows.row_arch(by_name["cc_vit_small"]) == "vit_small"
+    with pytest.raises(KeyError, match="no pretraining run"):
+        rows.pretraining_row(rows.Row("x", "x", "demo", ("model.arch=vit_base",)))
