@@ -6,13 +6,17 @@ on the tiny synthetic set at 96x48 (6x3 tokens), Cluster Contrast, 8 epochs x 20
 (`norm_bias_tokens`). The null control is the same run, same seed, at lr 1e-9: the
 untrained network plus whatever the BN statistics move.
 
-What was tried first (seed 1, this budget): the plain patch stem from random init with
-Adam from the first step ends below its start (10.3 -> 8.5 mAP, lr 1e-3: 6.6; lr 1e-4:
-9.4), and with the warm-up and no-decay groups it reaches 14.6 against its null's 11.1
+What was tried first (seed 1, 6-8 epochs x 10-20 steps): the plain patch stem from
+random init with Adam from the first step ends near or below its start of 10.3 mAP
+(3.5e-4: 13.1 and 8.5; lr 1e-3: 6.6; lr 1e-4: 9.4), and at this budget with the warm-up and no-decay groups it reaches 14.6 against its null's 11.1
 (seed 2: 11.3), a gap inside the noise. A ViT with a one-conv stem has no locality to
-start from on 400 images; the conv stem gives it the ResNet's (random-init features of
-18.8 mAP instead of 11.1) and it learns clearly: MEASURED below. The margin sits well
-under the smallest measured gap.
+start from on 400 images; the conv stem gives it some (random-init features of 17-21 mAP
+instead of 11). With it, over seeds 1-3 (MEASURED), the gap to the null is 14.3, 7.3 and
+1.0 points: the ViT learns, but weakly and with a wide seed spread at this budget, with
+clusters collapsing to 3-9 mid-run. Variants tried on seed 1 only: lr 1e-4 (24.1), the
+hard memory update (30.9). The test runs seed 1 with a 5-point margin: it fails when the
+ViT stops learning (trained = null), but a seed-robust margin needs a recipe that does
+not collapse, which is still open (issue 31's learning tests).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ RECIPE = [
     "train.device=cpu",
 ]
 # seed: (trained, null) test mAP in % with this recipe on the 2-core CPU, torch 2.14.1
-MEASURED = {1: (33.1, 18.8)}
+MEASURED = {1: (33.1, 18.8), 2: (24.6, 17.3), 3: (22.0, 21.0)}
 MARGIN = 0.05
 
 
