@@ -18,6 +18,10 @@ from typing import Any
 
 import yaml
 from method_table import RunResult
+from results_file import append_result, provenance
+
+# overrides that say where a run's files are, not what it is: left out of its results line
+LOCAL_KEYS = ("data.root", "data.source_root", "train.threads", "train.seed")
 
 
 @dataclass(frozen=True)
@@ -54,23 +58,76 @@ def read_result(p: Planned) -> RunResult | None:
     )
 
 
+def cuda_device() -> str | None:
+    """The GPU the runs will use, named for the results line (None on a CPU)."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def result_line(p: Planned, regime: str, role: str) -> dict[str, Any] | None:
+    """The results-file line of a finished run, from its folder; None if it has none.
+
+    The overrides kept are what defines the run (the row's, the user's `--set`); paths
+    and thread counts are dropped, and the weights it started from are named by their
+    run folder (`<row>-<hash>/seed<N>`), which the results file also holds.
+    """
+    done = read_result(p)
+    timing = p.run_dir / "benchmark.json"
+    if done is None or not timing.is_file():
+        return None
+    meta = json.loads(timing.read_text())
+    if "commit" not in meta or "finished" not in meta:
+        return None  # timed by an older benchmark that recorded no provenance
+    overrides = []
+    for o in p.overrides:
+        key, _, value = o.partition("=")
+        if key in LOCAL_KEYS:
+            continue
+        if key == "model.pretrained":
+            weights = Path(value)
+            o = f"model.pretrained=<{weights.parent.parent.name}/{weights.parent.name}>"
+        overrides.append(o)
+    return {
+        "row": p.row.name, "label": p.row.label, "group": p.row.group, "regime": regime,
+        "role": role, "preset": p.row.preset, "overrides": overrides,
+        "run": p.run_dir.parent.name, "seed": p.seed,
+        "start_mAP": done.start_mAP, "mAP": done.mAP, "rank1": done.rank1,
+        "wall_s": meta.get("wall_s"), "commit": meta["commit"], "machine": meta["machine"],
+        "torch": meta["torch"], "finished": meta["finished"],
+    }  # fmt: skip
+
+
+def record(runs: list[Planned], results: Path | None, regime: str, role: str) -> int:
+    """Append the line of every finished run not yet in `results`; how many were added."""
+    if results is None:
+        return 0
+    lines = [line for p in runs if (line := result_line(p, regime, role)) is not None]
+    return sum(append_result(results, line) for line in lines)
+
+
 def execute(p: Planned) -> RunResult:
     """Run one training subprocess, output into `train.log`; its result or its failure."""
     p.run_dir.mkdir(parents=True, exist_ok=True)
     log = p.run_dir / "train.log"
     (p.run_dir / "benchmark.json").unlink(missing_ok=True)
-    started = time.time()
+    started, started_on = time.time(), provenance(cuda_device())
     with open(log, "w") as f:
         f.write(" ".join(p.command) + "\n")
         f.flush()
         rc = subprocess.run(p.command, stdout=f, stderr=subprocess.STDOUT).returncode
     wall = time.time() - started
+    finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if rc != 0:
         lines = [x for x in log.read_text().splitlines() if x.strip()]
         return RunResult(p.seed, p.run_dir, error=f"exit {rc}: {lines[-1][:300]} (log {log})")
-    (p.run_dir / "benchmark.json").write_text(
-        json.dumps({"wall_s": round(wall, 1), "command": list(p.command)}, indent=1)
-    )
+    timing = {
+        "wall_s": round(wall, 1),
+        "finished": finished,
+        **started_on,
+        "command": list(p.command),
+    }
+    (p.run_dir / "benchmark.json").write_text(json.dumps(timing, indent=1))
     done = read_result(p)
     if done is None:
         return RunResult(p.seed, p.run_dir, error=f"no last-epoch test metrics (log {log})")
@@ -84,22 +141,33 @@ def describe(p: Planned, r: RunResult) -> str:
     return f"{p.row.name} seed {p.seed}: mAP {100 * r.mAP:.1f} R1 {100 * r.rank1:.1f}{wall}"
 
 
-def run_all(runs: list[Planned], jobs: int) -> dict[tuple[str, int], RunResult]:
-    """Finished runs read back, the others executed `jobs` at a time (in list order)."""
-    results: dict[tuple[str, int], RunResult] = {}
+def run_all(
+    runs: list[Planned],
+    jobs: int,
+    results: Path | None = None,
+    regime: str = "random",
+    role: str = "row",
+) -> dict[tuple[str, int], RunResult]:
+    """Finished runs read back, the others executed `jobs` at a time (in list order).
+
+    Each run that has finished (now or before) leaves its line in `results` when given.
+    """
+    done: dict[tuple[str, int], RunResult] = {}
     todo = []
     for p in runs:
-        done = read_result(p)
-        if done is None:
+        finished = read_result(p)
+        if finished is None:
             todo.append(p)
         else:
-            results[p.row.name, p.seed] = done
-    print(f"{len(results)} of {len(runs)} runs already finished, {len(todo)} to run "
+            done[p.row.name, p.seed] = finished
+    print(f"{len(done)} of {len(runs)} runs already finished, {len(todo)} to run "
           f"({jobs} at a time)", file=sys.stderr)  # fmt: skip
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(execute, p): p for p in todo}
         for i, fut in enumerate(as_completed(futures), 1):
             p = futures[fut]
-            results[p.row.name, p.seed] = fut.result()
-            print(f"[{i}/{len(todo)}] {describe(p, results[p.row.name, p.seed])}", file=sys.stderr)
-    return results
+            done[p.row.name, p.seed] = fut.result()
+            print(f"[{i}/{len(todo)}] {describe(p, done[p.row.name, p.seed])}", file=sys.stderr)
+            record([p], results, regime, role)
+    record(runs, results, regime, role)  # runs read back that an earlier benchmark finished
+    return done

@@ -28,7 +28,12 @@ override but the seed, so changed `--set` values never reuse old runs), with
 its output in `train.log` and its wall time in `benchmark.json`. Results are
 read back from `log.jsonl`, so a rerun skips finished runs and restarts
 unfinished ones (`--overwrite` of that folder only); a failed run is listed
-under the table with its log and makes the exit status 1. Runs go seed by seed,
+under the table with its log and makes the exit status 1. Every finished run
+(and every finished run read back that is not there yet) appends one JSON line to
+`--results` (default `benchmarks/results/methods.jsonl`, committed: row, regime,
+overrides and their hash, seed, commit, machine, torch, mAP at start, mAP, R1, wall
+time), from which `benchmarks/tables.py` generates the docs' tables; `--no-record`
+keeps a trial out of it. Runs go seed by seed,
 so an interrupted benchmark has whole seeds to pair. `--jobs J` runs J at once
 with `train.threads` = cores // J (default: 1 on a CPU, cores // 2 with CUDA).
 
@@ -56,6 +61,7 @@ from pathlib import Path
 from method_rows import BASELINES, OUT, REGIMES, ROWS, SETS, TITLES, Row, pretraining_row
 from method_runs import Planned, run_all
 from method_table import RunResult, failures, group_table, row_stats
+from results_file import METHODS_RESULTS
 
 from unreid.cli.common import cache_dir
 
@@ -250,9 +256,9 @@ def start_from(pretrainings: dict[str, Planned], row: Row) -> list[str]:
     return [f"model.pretrained={pretrainings[row.name].run_dir / 'last.pth'}"]
 
 
-def pretrain(p: Planned) -> bool:
+def pretrain(p: Planned, results: Path | None = None) -> bool:
     """Train the regime's starting weights once (read back when finished); False if it failed."""
-    done = run_all([p], 1)[p.row.name, p.seed]
+    done = run_all([p], 1, results, "pretrained", "pretraining")[p.row.name, p.seed]
     if not done.ok:
         print(f"pretraining on set P failed ({p.row.name}), so its rows cannot start: "
               f"{done.error}", file=sys.stderr)  # fmt: skip
@@ -285,6 +291,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--baseline", nargs="+", metavar="ROW",
                     help="pair against this row instead of its group's default baseline, "
                     "which is then not run (e.g. --rows uda_spcl --baseline uda_spcl_cc)")  # fmt: skip
+    ap.add_argument("--results", default=os.environ.get("UNREID_BENCH_RESULTS") or str(METHODS_RESULTS),
+                    help="results file every finished run appends its line to (default: the "
+                    "committed benchmarks/results/methods.jsonl, or $UNREID_BENCH_RESULTS; "
+                    "benchmarks/tables.py reads it)")  # fmt: skip
+    ap.add_argument("--no-record", action="store_true", help="append no results line")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
     return ap.parse_args(argv)
@@ -330,9 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if not all(pretrain(p) for p in dict.fromkeys(pretrainings.values())):
+    kept = None if args.no_record else Path(args.results)
+    if not all(pretrain(p, kept) for p in dict.fromkeys(pretrainings.values())):
         return 1
-    results = run_all(runs, jobs)
+    results = run_all(runs, jobs, kept, args.regime)
     text, failed = tables(
         rows, args.seeds, results, args.overrides, args.markdown, given, args.regime, baselines
     )

@@ -23,6 +23,7 @@ from tiny_runs import QUIET_RUN
 bm = load_script("methods.py", "bench_methods")  # puts benchmarks/ on sys.path
 import method_runs as mr  # noqa: E402
 import method_table as mt  # noqa: E402
+from results_file import read_results  # noqa: E402
 
 
 def result(seed, m, r1=None, wall=None, error=None, start=None):
@@ -162,7 +163,7 @@ def logged(out: Path, row: str) -> dict[int, tuple[float, float]]:
 
 
 @pytest.mark.slow
-def test_end_to_end_table_equals_the_run_folders(tiny_synthetic, tmp_path, capsys):
+def test_end_to_end_table_equals_the_run_folders(tiny_synthetic, tmp_path, capsys, results_file):
     out = tmp_path / "out"
     budget = [*QUIET_RUN, "train.threads=1", "train.epochs=1", "train.iters=2"]
     cmd = [sys.executable, str(BENCH / "methods.py"), "--rows", "cc", "hhcl", "--seeds", "0"]
@@ -187,12 +188,20 @@ def test_end_to_end_table_equals_the_run_folders(tiny_synthetic, tmp_path, capsy
     diffs = [hhcl[s][0] - cc[s][0] for s in (0, 1)]
     assert rows["HHCL"][5:7] == [pm(diffs, "+"), f"{sum(d > 0 for d in diffs)}/2"]
     assert "vary train.seed" in done.stdout
+    kept = read_results(results_file)  # one line per run, with what the table shows
+    pairs = sorted((r["row"], r["seed"]) for r in kept)
+    assert pairs == [(n, s) for n in ("cc", "hhcl") for s in (0, 1)]
+    for r in kept:
+        assert (r["mAP"], r["rank1"]) == {"cc": cc, "hhcl": hhcl}[r["row"]][r["seed"]]
+        assert r["regime"] == "random" and r["role"] == "row" and r["commit"] != ""
+        assert not any(o.startswith(("data.root=", "train.seed=")) for o in r["overrides"])
     for seed in (0, 1):  # each run trained with its own seed, under the benchmark's budget
         config = next(out.glob(f"hhcl-*/seed{seed}/config.yaml")).read_text()
         assert f"seed: {seed}" in config and "iters: 2" in config
     assert bm.main(cmd[2:]) == 0  # again, in this process: every run is read back
     again = capsys.readouterr()
     assert "4 of 4 runs already finished" in again.err and again.out == done.stdout
+    assert read_results(results_file) == kept  # read back, not recorded twice
 
 
 def test_pretrained_regime_refuses_what_it_cannot_honour(capsys):
