@@ -16,7 +16,7 @@ from unreid.errors import check, check_choice, check_range
 
 JACCARD_VARIANTS = ("paper", "cluster_contrast")
 JACCARD_IMPLS = ("sparse", "dense")
-KNN_BACKENDS = ("torch", "exact", "ivf", "hnsw")
+KNN_BACKENDS = ("torch", "exact", "ivf", "hnsw", "torch_bf16", "torch_tf32", "torch_fp32")
 SELECT_BEST_ON = ("val", "test", "none")
 BAD_IMAGE_POLICIES = ("error", "skip")
 ERASING_FILLS = ("zero", "reference")
@@ -159,7 +159,9 @@ class ClusterConfig:
     # "sparse" (O(N·k) memory, same labels) or "dense" (the N×N reference).
     jaccard_impl: str = "sparse"
     # kNN for the sparse path: "torch" (exact, GPU when the features are on one),
-    # "exact" (faiss flat index), "ivf" or "hnsw" (approximate, for very large N).
+    # "exact" (faiss flat index), "ivf" or "hnsw" (approximate, for very large N),
+    # "torch_bf16" / "torch_tf32" / "torch_fp32" (exact: low-precision products re-ranked
+    # in float64, any device; the same lists for any sharding of the queries).
     knn: str = "torch"
     # IVF cells (0 = 4 sqrt(N)) and cells scanned per query, for knn="ivf".
     ivf_nlist: int = 0
