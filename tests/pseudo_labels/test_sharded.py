@@ -18,6 +18,7 @@ import torch.multiprocessing as mp
 
 from unreid.distributed import DistContext
 from unreid.pseudo_labels import knn_search, sparse_jaccard_distance
+from unreid.pseudo_labels.clusterers import shards
 from unreid.pseudo_labels.clustering import cluster_features_at
 from unreid.pseudo_labels.jaccard_pairs import pair_distances
 from unreid.pseudo_labels.sharded import (
@@ -26,6 +27,7 @@ from unreid.pseudo_labels.sharded import (
     sharded_jaccard,
 )
 from unreid.pseudo_labels.sparse_jaccard import expanded_encodings, jaccard_depth, symmetric_csr
+from unreid.settings import ClusterConfig
 
 WORLD = 2
 N, DIM, K1, K2, RADII = 301, 16, 12, 4, [0.4, 0.55]
@@ -126,3 +128,13 @@ def test_shard_pair_sums_concatenate_to_the_whole() -> None:
     assert symmetric_csr(N, *whole).nnz > N
     with pytest.raises(ValueError, match="rows must be a range within"):
         pair_distances(vq, 0.7, rows=range(0, N + 1))
+
+
+def test_the_engine_shards_only_sparse_dbscan_under_torchrun() -> None:
+    two = DistContext(rank=0, world_size=2)
+    assert shards("dbscan", ClusterConfig(), two)
+    assert not shards("dbscan", ClusterConfig(), DistContext())
+    assert not shards("dbscan", ClusterConfig(shard=False), two)
+    assert not shards("dbscan", ClusterConfig(jaccard_impl="dense"), two)
+    assert not shards("infomap", ClusterConfig(), two)
+    assert ClusterConfig(jaccard_impl="dense").ignored()["shard"] == "cluster.jaccard_impl=dense"
