@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from unreid.pseudo_labels import cluster_features, knn_search
-from unreid.pseudo_labels.device_knn import PRECISIONS, ScoreBound, device_knn
+from unreid.pseudo_labels.device_knn import PRECISIONS, ScoreBound, _cuda_matmul_tf32, device_knn
 from unreid.settings import ClusterConfig
 
 
@@ -133,3 +133,16 @@ def test_bad_arguments() -> None:
         device_knn(x, np.arange(20), 21)
     with pytest.raises(ValueError, match="extra must be an integer"):
         device_knn(x, np.arange(20), 5, extra=-1)
+
+
+def test_tf32_is_switched_for_cuda_products_only_and_restored() -> None:
+    """The legacy allow_tf32 flag is never touched (torch >= 2.9 refuses a mix)."""
+    cublas = torch.backends.cuda.matmul
+    before = cublas.fp32_precision
+    with _cuda_matmul_tf32(True, torch.device("cuda")):
+        assert cublas.fp32_precision == "tf32"
+    with _cuda_matmul_tf32(False, torch.device("cuda")):
+        assert cublas.fp32_precision == "ieee"
+    with _cuda_matmul_tf32(True, torch.device("cpu")):
+        assert cublas.fp32_precision == before
+    assert cublas.fp32_precision == before

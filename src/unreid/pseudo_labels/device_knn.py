@@ -33,6 +33,8 @@ neighbours whose fp32 similarities round to within ~1e-7 of each other.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +141,33 @@ def _rescore(x: torch.Tensor, q: torch.Tensor, cand: torch.Tensor) -> torch.Tens
     return out
 
 
+@contextlib.contextmanager
+def _cuda_matmul_tf32(enabled: bool, device: torch.device) -> Iterator[None]:
+    """fp32 CUDA matrix products in TF32 (or IEEE fp32) for the block, then as before.
+
+    torch >= 2.9 refuses to mix its per-backend ``fp32_precision`` with the legacy
+    ``allow_tf32`` flag (see ``unreid.precision.set_tf32``), so the new one is used
+    when it exists. CPU products are left alone (always IEEE fp32).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    cublas = torch.backends.cuda.matmul
+    new_api = hasattr(cublas, "fp32_precision")
+    before = cublas.fp32_precision if new_api else cublas.allow_tf32
+    try:
+        if new_api:
+            cublas.fp32_precision = "tf32" if enabled else "ieee"
+        else:  # pragma: no cover - torch < 2.9
+            cublas.allow_tf32 = enabled
+        yield
+    finally:
+        if new_api:
+            cublas.fp32_precision = before
+        else:  # pragma: no cover - torch < 2.9
+            cublas.allow_tf32 = before
+
+
 def _rank(vals: torch.Tensor, idx: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(float64 similarity desc, index asc) order of each row's candidates, as numpy."""
     return sort_candidates(vals.cpu().numpy(), idx.cpu().numpy(), descending=True)
@@ -188,9 +217,7 @@ def device_knn(
     idx_out = np.empty((q_all.shape[0], depth), dtype=np.int64)
     refined = 0
     chunk = max(1, int(chunk_elems) // n)
-    tf32_before = torch.backends.cuda.matmul.allow_tf32
-    try:
-        torch.backends.cuda.matmul.allow_tf32 = p.tf32
+    with _cuda_matmul_tf32(p.tf32, dev):
         for r0 in range(0, q_all.shape[0], chunk):
             q = q_all[r0 : r0 + chunk]
             rows = torch.arange(q.shape[0], device=dev)
@@ -221,6 +248,4 @@ def device_knn(
             sims_out[r0 : r0 + q.shape[0]] = vals[:, :depth]
             idx_out[r0 : r0 + q.shape[0]] = idx[:, :depth]
             del low
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32_before
     return sims_out, idx_out, refined
