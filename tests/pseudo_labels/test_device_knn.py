@@ -136,13 +136,17 @@ def test_bad_arguments() -> None:
 
 
 def test_tf32_is_switched_for_cuda_products_only_and_restored() -> None:
-    """The legacy allow_tf32 flag is never touched (torch >= 2.9 refuses a mix)."""
+    """The legacy allow_tf32 flag is never touched (torch >= 2.9 refuses a mix); bf16 sums in fp32."""
     cublas = torch.backends.cuda.matmul
     before = cublas.fp32_precision
+    reduced = cublas.allow_bf16_reduced_precision_reduction
     with _cuda_matmul_tf32(True, torch.device("cuda")):
         assert cublas.fp32_precision == "tf32"
+        assert not cublas.allow_bf16_reduced_precision_reduction  # the bound needs fp32 sums
     with _cuda_matmul_tf32(False, torch.device("cuda")):
         assert cublas.fp32_precision == "ieee"
     with _cuda_matmul_tf32(True, torch.device("cpu")):
         assert cublas.fp32_precision == before
+    assert cublas.allow_bf16_reduced_precision_reduction == reduced
     assert cublas.fp32_precision == before
+    assert cublas.allow_bf16_reduced_precision_reduction == reduced

@@ -143,11 +143,13 @@ def _rescore(x: torch.Tensor, q: torch.Tensor, cand: torch.Tensor) -> torch.Tens
 
 @contextlib.contextmanager
 def _cuda_matmul_tf32(enabled: bool, device: torch.device) -> Iterator[None]:
-    """fp32 CUDA matrix products in TF32 (or IEEE fp32) for the block, then as before.
+    """fp32 CUDA products in TF32 (or IEEE fp32), bf16 ones with fp32 sums; then as before.
 
-    torch >= 2.9 refuses to mix its per-backend ``fp32_precision`` with the legacy
-    ``allow_tf32`` flag (see ``unreid.precision.set_tf32``), so the new one is used
-    when it exists. CPU products are left alone (always IEEE fp32).
+    ``ScoreBound`` assumes float32 accumulation, so cuBLAS's reduced-precision
+    (bf16) split-K reductions are switched off. torch >= 2.9 refuses to mix its
+    per-backend ``fp32_precision`` with the legacy ``allow_tf32`` flag (see
+    ``unreid.precision.set_tf32``), so the new one is used when it exists. CPU
+    products are left alone (IEEE fp32, float32 sums).
     """
     if device.type != "cuda":
         yield
@@ -155,13 +157,16 @@ def _cuda_matmul_tf32(enabled: bool, device: torch.device) -> Iterator[None]:
     cublas = torch.backends.cuda.matmul
     new_api = hasattr(cublas, "fp32_precision")
     before = cublas.fp32_precision if new_api else cublas.allow_tf32
+    reduced = cublas.allow_bf16_reduced_precision_reduction
     try:
+        cublas.allow_bf16_reduced_precision_reduction = False
         if new_api:
             cublas.fp32_precision = "tf32" if enabled else "ieee"
         else:  # pragma: no cover - torch < 2.9
             cublas.allow_tf32 = enabled
         yield
     finally:
+        cublas.allow_bf16_reduced_precision_reduction = reduced
         if new_api:
             cublas.fp32_precision = before
         else:  # pragma: no cover - torch < 2.9
