@@ -6,7 +6,9 @@ view of the run identical rather than approximately so:
 - extraction is sharded (`shard`) and gathered back in dataset order
   (`all_gather_rows`), so every rank holds the same (N, D) features;
 - pseudo labels are computed once and sent to all (`broadcast_object`), so
-  clustering's ties and thread counts cannot make ranks disagree;
+  clustering's ties and thread counts cannot make ranks disagree; the kNN and
+  Jaccard rows before it may be sharded (`pseudo_labels.sharded`), their
+  pieces gathered on rank 0 (`gather_object`);
 - each step's P×K batch is cut into contiguous per-rank shares of whole
   identities (`RankBatches`), and the step's features and targets are gathered
   back in rank order (`all_gather_batch`), which is the single-process batch
@@ -148,6 +150,18 @@ class DistContext:
         box = [obj if self.rank == src else None]
         dist.broadcast_object_list(box, src=src, device=self.device)
         return box[0]
+
+    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
+        """Every rank's `obj` (pickled) in rank order on rank `dst`, None elsewhere.
+
+        For results too uneven for a tensor collective: each rank's share of the
+        sparse Jaccard graph, gathered where DBSCAN runs.
+        """
+        if not self.distributed:
+            return [obj]
+        box = [None] * self.world_size if self.rank == dst else None
+        dist.gather_object(obj, box, dst=dst)
+        return box
 
     def all_gather_batch(
         self, *tensors: torch.Tensor, source_count: int = 0

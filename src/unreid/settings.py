@@ -16,7 +16,7 @@ from unreid.errors import check, check_choice, check_range
 
 JACCARD_VARIANTS = ("paper", "cluster_contrast")
 JACCARD_IMPLS = ("sparse", "dense")
-KNN_BACKENDS = ("torch", "exact", "ivf", "hnsw")
+KNN_BACKENDS = ("torch", "exact", "ivf", "hnsw", "torch_bf16", "torch_tf32", "torch_fp32")
 SELECT_BEST_ON = ("val", "test", "none")
 BAD_IMAGE_POLICIES = ("error", "skip")
 ERASING_FILLS = ("zero", "reference")
@@ -159,8 +159,13 @@ class ClusterConfig:
     # "sparse" (O(N·k) memory, same labels) or "dense" (the N×N reference).
     jaccard_impl: str = "sparse"
     # kNN for the sparse path: "torch" (exact, GPU when the features are on one),
-    # "exact" (faiss flat index), "ivf" or "hnsw" (approximate, for very large N).
+    # "exact" (faiss flat index), "ivf" or "hnsw" (approximate, for very large N),
+    # "torch_bf16" / "torch_tf32" / "torch_fp32" (exact: low-precision products re-ranked
+    # in float64, any device; the same lists for any sharding of the queries).
     knn: str = "torch"
+    # Under torchrun, split the dbscan kNN search and Jaccard rows over the ranks (rank 0
+    # still runs DBSCAN); identical to one process with the torch_* device backends.
+    shard: bool = True
     # IVF cells (0 = 4 sqrt(N)) and cells scanned per query, for knn="ivf".
     ivf_nlist: int = 0
     ivf_nprobe: int = 8
@@ -197,7 +202,9 @@ class ClusterConfig:
         check_range("infomap_min_size", self.infomap_min_size, 1)
 
     def ignored(self) -> dict[str, str]:
-        dbscan = ("k1", "k2", "eps", "min_samples", "jaccard_variant", "jaccard_impl", "knn")
+        dbscan = (
+            "k1", "k2", "eps", "min_samples", "jaccard_variant", "jaccard_impl", "knn", "shard",
+        )  # fmt: skip
         infomap = ("infomap_k", "infomap_min_sim", "infomap_min_size")
         ivf = ("ivf_nlist", "ivf_nprobe")
         out: dict[str, str] = {}
@@ -211,7 +218,7 @@ class ClusterConfig:
             )
             out.update({k: why for k in ivf})
         if self.method == "dbscan" and self.jaccard_impl == "dense":
-            out["knn"] = "cluster.jaccard_impl=dense"
+            out["knn"] = out["shard"] = "cluster.jaccard_impl=dense"
         if self.method != "infomap":
             out.update({k: f"cluster.method={self.method}" for k in infomap})
         return out

@@ -28,7 +28,7 @@ from unreid.faults import kill_point
 from unreid.features import Extractor
 from unreid.models.dsbn import ALL_ROWS, source_rows
 from unreid.pseudo_labels import PseudoLabels
-from unreid.pseudo_labels.clusterers import make_pseudo_labels
+from unreid.pseudo_labels.clusterers import make_pseudo_labels, sharded_dbscan, shards
 
 log = logging.getLogger("unreid")
 
@@ -128,12 +128,15 @@ def cluster(
     """This epoch's pseudo labels, from the features the method wants clustered.
 
     Every rank computes the method's view (it may keep state for `start_epoch`);
-    rank 0 clusters and the others receive its labels.
+    rank 0 clusters and the others receive its labels. Under torchrun the dbscan
+    clusterer's kNN and Jaccard rows are split over all ranks (`cluster.shard`).
     """
     to_cluster = run.method.clustering_features(epoch, features, data.train)
     labels = None
-    if run.ctx.is_main():
-        name = "ground_truth" if cfg.train.ground_truth else cfg.cluster.method
+    name = "ground_truth" if cfg.train.ground_truth else cfg.cluster.method
+    if shards(name, cfg.cluster, run.ctx):
+        labels = sharded_dbscan(to_cluster, cfg.cluster, run.ctx)
+    elif run.ctx.is_main():
         labels = make_pseudo_labels(
             name, to_cluster, cfg.cluster, seed=cfg.train.seed, true_ids=data.true_ids
         )

@@ -14,9 +14,11 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from unreid.distributed import DistContext
 from unreid.pseudo_labels.clustering import cluster_features_at
 from unreid.pseudo_labels.infomap_clustering import infomap_labels
 from unreid.pseudo_labels.labels import PseudoLabels
+from unreid.pseudo_labels.sharded import sharded_cluster_features_at
 from unreid.registry import Registry, make_lister
 from unreid.settings import ClusterConfig
 
@@ -80,6 +82,27 @@ def dbscan_at_radii(
         ivf_nlist=cfg.ivf_nlist or None,  # 0 in the config means "4 sqrt(N)"
         ivf_nprobe=cfg.ivf_nprobe,
     )
+
+
+def shards(method: str, cfg: ClusterConfig, ctx: DistContext) -> bool:
+    """Whether this epoch's clustering is split over the ranks (every rank must join)."""
+    return ctx.distributed and cfg.shard and method == "dbscan" and cfg.jaccard_impl == "sparse"
+
+
+def sharded_dbscan(
+    features: torch.Tensor, cfg: ClusterConfig, ctx: DistContext
+) -> PseudoLabels | None:
+    """The dbscan clusterer with its kNN and Jaccard rows split over ``ctx``'s ranks.
+
+    Called by every rank; rank 0 gets the labels (the same as one process's with
+    an exact, shard-independent kNN backend), the others None.
+    """
+    out = sharded_cluster_features_at(
+        features, [cfg.eps], ctx, k1=cfg.k1, k2=cfg.k2, min_samples=cfg.min_samples,
+        jaccard_variant=cfg.jaccard_variant, knn=cfg.knn,
+        ivf_nlist=cfg.ivf_nlist or None, ivf_nprobe=cfg.ivf_nprobe,
+    )  # fmt: skip
+    return None if out is None else out[0]
 
 
 @CLUSTERERS.register("infomap")

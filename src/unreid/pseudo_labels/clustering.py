@@ -151,8 +151,10 @@ def cluster_features_at(
             CPU; its inner products can differ in the last bit, so near-tied
             neighbours may swap: 1 label in 12,936 at Market size), ``"ivf"`` or
             ``"hnsw"`` (approximate, for very large N; check their recall with
-            ``knn_recall``). The dense path has its own exact ranking and
-            accepts the exact choices only.
+            ``knn_recall``), ``"torch_bf16"`` / ``"torch_tf32"`` / ``"torch_fp32"``
+            (exact lists from low-precision products re-ranked in float64, any
+            device; see ``device_knn.py``). The dense path has its own exact
+            ranking and accepts ``"exact"`` and ``"torch"`` only.
         jaccard_impl: ``"sparse"`` (default) or ``"dense"`` (reference).
         ivf_nlist, ivf_nprobe: IVF cells (None = 4 sqrt(N)) and cells scanned
             per query, for ``knn="ivf"``.

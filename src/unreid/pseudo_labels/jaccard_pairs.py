@@ -73,15 +73,20 @@ class _PairPlan:
             itype=itype,
         )
 
-    def blocks(self, max_rows: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    def blocks(
+        self, max_rows: int, rows: range | None = None
+    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
         """(r0, r1, partners, mins) per row block of <= ``_PAIR_CHUNK`` contributions.
+
+        ``rows`` (default all) restricts the blocks to a contiguous range of p,
+        one torchrun rank's shard; a pair's sum depends on its row alone.
 
         ``partners`` are the rows g > p met through a shared column; contributions come
         grouped by row p, in CSR order.
         """
         n = self.row_ptr.size - 1
         itype = self.itype
-        r0 = 0
+        r0, n = (0, n) if rows is None else (rows.start, rows.stop)
         while r0 < n:
             r1 = int(np.searchsorted(self.row_work, self.row_work[r0] + _PAIR_CHUNK, "right")) - 1
             r1 = min(n, r0 + max_rows, max(r0 + 1, r1))
@@ -98,9 +103,12 @@ class _PairPlan:
 
 
 def pair_distances(
-    vq: sp.csr_matrix, max_distance: float
+    vq: sp.csr_matrix, max_distance: float, rows: range | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs p < g with shared support and d_J <= max_distance, as (p, g, d float32).
+
+    ``rows`` restricts p to a contiguous range (a shard; default all rows): the
+    shards' pairs, concatenated in row order, are the whole result.
 
     d = 1 - m / (|V_p| + |V_g| - m) with m = sum_j min(V[p, j], V[g, j]), since
     sum(max) = |V_p| + |V_g| - m. The per-pair sums are reduced one of two ways,
@@ -117,13 +125,15 @@ def pair_distances(
     n = vq.shape[0]
     plan = _PairPlan.build(vq)
     per_row = float(plan.row_work[-1]) / max(n, 1)
+    if rows is not None and not 0 <= rows.start <= rows.stop <= n:
+        raise ValueError(f"rows must be a range within [0, N={n}], found {rows!r}")
     if n <= _DENSE_COST_RATIO * per_row:
-        return _dense_reduce(vq, plan, max_distance)
-    return _sorted_reduce(vq, plan, max_distance)
+        return _dense_reduce(vq, plan, max_distance, rows)
+    return _sorted_reduce(vq, plan, max_distance, rows)
 
 
 def _dense_reduce(
-    vq: sp.csr_matrix, plan: _PairPlan, max_distance: float
+    vq: sp.csr_matrix, plan: _PairPlan, max_distance: float, rows: range | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = vq.shape[0]
     counts = np.diff(plan.row_ptr)
@@ -138,7 +148,7 @@ def _dense_reduce(
     rows_per_block = max(1, _BUFFER_ELEMS // n)
     buf = torch.zeros(rows_per_block * n, dtype=torch.float32)  # reused, re-zeroed
     out_p, out_g, out_d = [], [], []
-    for r0, r1, partners, mins in plan.blocks(rows_per_block):
+    for r0, r1, partners, mins in plan.blocks(rows_per_block, rows):
         e0, e1 = int(plan.row_ptr[r0]), int(plan.row_ptr[r1])
         keys = np.repeat((row_of[e0:e1] - r0).astype(np.int64) * n, plan.reps[e0:e1])
         keys += partners
@@ -170,14 +180,14 @@ def _dense_reduce(
 
 
 def _sorted_reduce(
-    vq: sp.csr_matrix, plan: _PairPlan, max_distance: float
+    vq: sp.csr_matrix, plan: _PairPlan, max_distance: float, rows: range | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = vq.shape[0]
     # float64 sums: each side is then exact to ~1e-16, whatever order the sort leaves
     rowsum = np.add.reduceat(plan.data.astype(np.float64), plan.row_ptr[:-1])
     rowsum[np.diff(plan.row_ptr) == 0] = 0.0
     out_p, out_g, out_d = [], [], []
-    for r0, r1, partners, mins in plan.blocks(n):
+    for r0, r1, partners, mins in plan.blocks(n, rows):
         indptr = plan.row_work[r0 : r1 + 1] - plan.row_work[r0]
         block = sp.csr_matrix((mins.astype(np.float64), partners, indptr), shape=(r1 - r0, n))
         del partners, mins

@@ -20,6 +20,11 @@ only O(N^2 * D) step, so its backend decides how far clustering scales:
   2 cores where HNSW (M 32, ef 128) took 587 s (``benchmarks/pseudo_labels.py``).
 * ``"hnsw"``: faiss ``IndexHNSWFlat`` graph search, approximate, the usual
   alternative; slower to build than IVF at these sizes.
+* ``"torch_bf16"``, ``"torch_tf32"``, ``"torch_fp32"``: exact, on the features'
+  device (``device_knn.py``): candidates from bf16 / TF32 / fp32 chunked
+  products, re-ranked by float64 similarity (ties by lower index) and
+  certified against the format's rounding bound, so the lists are exact and
+  the same for any chunking or sharding of the queries.
 
 The recall of the approximate backends against exact search is measured by
 :func:`knn_recall`.
@@ -39,9 +44,12 @@ import numpy as np
 import torch
 
 from unreid.neighbours import UNIT_NORM_TOL, ambiguous_rows, as_unit_features, sort_candidates
+from unreid.pseudo_labels.device_knn import device_knn
 
-KnnMethod = Literal["exact", "torch", "ivf", "hnsw"]
-KNN_METHODS: tuple[str, ...] = ("exact", "torch", "ivf", "hnsw")
+KnnMethod = Literal["exact", "torch", "ivf", "hnsw", "torch_bf16", "torch_tf32", "torch_fp32"]
+# the device backends, by the precision of their candidate scores
+DEVICE_KNN: dict[str, str] = {"torch_bf16": "bf16", "torch_tf32": "tf32", "torch_fp32": "fp32"}
+KNN_METHODS: tuple[str, ...] = ("exact", "torch", "ivf", "hnsw", *DEVICE_KNN)
 
 _EXTRA_CANDIDATES = 8  # beyond the depth, to detect ties at the cut-off
 _SIM_CHUNK_ELEMS = 1 << 24  # similarity entries held at once by the torch / fallback paths
@@ -201,7 +209,8 @@ def knn_search(
             by default, so the search runs on the GPU.
         depth: entries per row, self included (k + 1 for k neighbours), <= N.
         method: ``"exact"`` (faiss flat, CPU), ``"torch"`` (any device),
-            ``"ivf"`` or ``"hnsw"`` (approximate); None picks ``"torch"`` for
+            ``"torch_bf16"`` / ``"torch_tf32"`` / ``"torch_fp32"`` (any device,
+            exact from low-precision products, see ``device_knn.py``), ``"ivf"`` or ``"hnsw"`` (approximate); None picks ``"torch"`` for
             CUDA tensors and ``"exact"`` otherwise.
         queries: row ids to search for (default: all rows).
         hnsw_m, ef_search, ef_construction: HNSW graph degree and search breadths
@@ -218,7 +227,8 @@ def knn_search(
         method = "torch" if is_cuda else "exact"
     if method not in KNN_METHODS:
         raise ValueError(f"method must be one of {KNN_METHODS}, found {method!r}")
-    if method == "torch" and isinstance(features, torch.Tensor):
+    on_device = method == "torch" or method in DEVICE_KNN
+    if on_device and isinstance(features, torch.Tensor):
         xt = _device_unit_features(features)  # stays on its device
         x = None
     else:
@@ -229,6 +239,11 @@ def knn_search(
     q = np.arange(n, dtype=np.int64) if queries is None else np.asarray(queries, dtype=np.int64)
     if q.ndim != 1 or (q.size and (q.min() < 0 or q.max() >= n)):
         raise ValueError(f"queries must be a 1-D array of row ids in [0, {n}), found {q!r}")
+    if method in DEVICE_KNN:
+        sims, idx, _ = device_knn(xt, q, depth, precision=DEVICE_KNN[method])
+        self_sim = (xt[torch.from_numpy(q).to(xt.device)] ** 2).sum(dim=1)
+        sims[:, 0] = self_sim.cpu().numpy()
+        return sims, idx
     if method == "hnsw":
         for name, val in (("hnsw_m", hnsw_m), ("ef_search", ef_search)):
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 2:

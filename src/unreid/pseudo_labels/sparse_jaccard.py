@@ -144,7 +144,7 @@ def _query_expansion(v: sp.csr_matrix, idx: np.ndarray, qe: int) -> sp.csr_matri
     return out
 
 
-def _symmetric_csr(n: int, p: np.ndarray, g: np.ndarray, d: np.ndarray) -> sp.csr_matrix:
+def symmetric_csr(n: int, p: np.ndarray, g: np.ndarray, d: np.ndarray) -> sp.csr_matrix:
     """(N, N) CSR from upper pairs plus a zero diagonal, each row sorted by distance.
 
     Built directly from arrays (no sparse arithmetic) so explicit zeros survive;
@@ -163,7 +163,7 @@ def _symmetric_csr(n: int, p: np.ndarray, g: np.ndarray, d: np.ndarray) -> sp.cs
     )
 
 
-def _check_max_distance(max_distance: float | None) -> float:
+def check_max_distance(max_distance: float | None) -> float:
     if max_distance is None:
         return 1.0
     if (
@@ -173,6 +173,44 @@ def _check_max_distance(max_distance: float | None) -> float:
     ):
         raise ValueError(f"max_distance must be a number in [0, 1] or None, found {max_distance!r}")
     return float(max_distance)
+
+
+def expanded_encodings(
+    features: np.ndarray | torch.Tensor,
+    sims: np.ndarray,
+    idx: np.ndarray,
+    k1: int = 30,
+    k2: int = 6,
+    variant: Variant = "paper",
+) -> sp.csr_matrix:
+    """The query-expanded encodings V (N, N) CSR from ranked neighbours of every row.
+
+    Everything of the Jaccard distance but the pair sums (steps 2-4 above): O(N k^2)
+    sparse work, deterministic given the lists, so every torchrun rank that holds
+    the gathered lists builds the same V and sums the pairs of its own rows.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, found {variant!r}")
+    x = as_unit_features(features)
+    n = x.shape[0]
+    k1, k2 = check_k(k1, k2, n)
+    depth = jaccard_depth(k1, k2, variant)
+    idx = np.asarray(idx)
+    sims = np.asarray(sims)
+    if idx.ndim != 2 or idx.shape[0] != n or idx.shape[1] < depth or sims.shape != idx.shape:
+        raise ValueError(
+            f"sims and idx must both be (N={n}, >= {depth}), found {sims.shape} and {idx.shape}"
+        )
+    if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n:
+        raise ValueError(f"idx must hold integer row ids in [0, {n})")
+    if not np.array_equal(idx[:, 0], np.arange(n)):
+        raise ValueError("idx column 0 must be each row's own id (self at rank 0)")
+    idx = np.ascontiguousarray(idx[:, :depth], dtype=np.int64)
+    sims = np.ascontiguousarray(sims[:, :depth], dtype=np.float32)
+    qe = min(k2, k1) if variant == "cluster_contrast" else k2
+    pattern = expanded_pattern(idx, k1, variant)
+    v = _weights(x, pattern, sims, idx)
+    return _query_expansion(v, idx, qe)
 
 
 def jaccard_from_neighbours(
@@ -191,32 +229,10 @@ def jaccard_from_neighbours(
     cached or run elsewhere (e.g. on a GPU). ``sims``/``idx`` are (N, >= depth)
     with the point itself in column 0, depth = ``jaccard_depth(k1, k2, variant)``.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, found {variant!r}")
-    x = as_unit_features(features)
-    n = x.shape[0]
-    k1, k2 = check_k(k1, k2, n)
-    limit = _check_max_distance(max_distance)
-    depth = jaccard_depth(k1, k2, variant)
-    idx = np.asarray(idx)
-    sims = np.asarray(sims)
-    if idx.ndim != 2 or idx.shape[0] != n or idx.shape[1] < depth or sims.shape != idx.shape:
-        raise ValueError(
-            f"sims and idx must both be (N={n}, >= {depth}), found {sims.shape} and {idx.shape}"
-        )
-    if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n:
-        raise ValueError(f"idx must hold integer row ids in [0, {n})")
-    if not np.array_equal(idx[:, 0], np.arange(n)):
-        raise ValueError("idx column 0 must be each row's own id (self at rank 0)")
-    idx = np.ascontiguousarray(idx[:, :depth], dtype=np.int64)
-    sims = np.ascontiguousarray(sims[:, :depth], dtype=np.float32)
-    qe = min(k2, k1) if variant == "cluster_contrast" else k2
-    pattern = expanded_pattern(idx, k1, variant)
-    v = _weights(x, pattern, sims, idx)
-    vq = _query_expansion(v, idx, qe)
-    del v, pattern
+    limit = check_max_distance(max_distance)
+    vq = expanded_encodings(features, sims, idx, k1, k2, variant)
     p, g, d = pair_distances(vq, limit)
-    return _symmetric_csr(n, p, g, d)
+    return symmetric_csr(vq.shape[0], p, g, d)
 
 
 def sparse_jaccard_distance(
@@ -264,7 +280,7 @@ def sparse_jaccard_distance(
     if shape is None or len(shape) != 2 or 0 in tuple(shape):
         as_unit_features(features)  # raises the standard type / shape error
     k1, k2 = check_k(k1, k2, int(shape[0]))
-    _check_max_distance(max_distance)
+    check_max_distance(max_distance)
     depth = jaccard_depth(k1, k2, variant)
     sims, idx = knn_search(
         features,
