@@ -39,6 +39,16 @@ class Planned:
         return (*head, "--out", str(self.run_dir), "--no-progress", "--overwrite", *self.overrides)
 
 
+def start_map(p: Planned) -> float | None:
+    """Test mAP at epoch 0 from the run's log, when it was evaluated."""
+    log_path = p.run_dir / "log.jsonl"
+    if not log_path.is_file():
+        return None
+    records = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
+    start = [r["test"]["mAP"] for r in records if r.get("epoch") == 0 and "test" in r]
+    return start[0] if start else None
+
+
 def read_result(p: Planned) -> RunResult | None:
     """The finished run's last-epoch test metrics from its folder; None if not finished."""
     config, log_path = p.run_dir / "config.yaml", p.run_dir / "log.jsonl"
@@ -74,11 +84,15 @@ def result_line(p: Planned, regime: str, role: str) -> dict[str, Any] | None:
     """
     done = read_result(p)
     timing = p.run_dir / "benchmark.json"
-    if done is None or not timing.is_file():
+    if not timing.is_file():
         return None
     meta = json.loads(timing.read_text())
     if "commit" not in meta or "finished" not in meta:
         return None  # timed by an older benchmark that recorded no provenance
+    if done is None and "error" not in meta:
+        return None  # unfinished: neither measured nor failed
+    if done is None:  # a failed run is a result too: its line says how it ended
+        done = RunResult(p.seed, p.run_dir, error=meta["error"], start_mAP=start_map(p))
     overrides = []
     for o in p.overrides:
         key, _, value = o.partition("=")
@@ -94,7 +108,7 @@ def result_line(p: Planned, regime: str, role: str) -> dict[str, Any] | None:
         "run": p.run_dir.parent.name, "seed": p.seed,
         "start_mAP": done.start_mAP, "mAP": done.mAP, "rank1": done.rank1,
         "wall_s": meta.get("wall_s"), "commit": meta["commit"], "machine": meta["machine"],
-        "torch": meta["torch"], "finished": meta["finished"],
+        "torch": meta["torch"], "finished": meta["finished"], "error": done.error,
     }  # fmt: skip
 
 
@@ -120,7 +134,10 @@ def execute(p: Planned) -> RunResult:
     finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if rc != 0:
         lines = [x for x in log.read_text().splitlines() if x.strip()]
-        return RunResult(p.seed, p.run_dir, error=f"exit {rc}: {lines[-1][:300]} (log {log})")
+        error = f"exit {rc}: {lines[-1][:300]}"
+        failed = {"wall_s": round(wall, 1), "finished": finished, **started_on, "error": error}
+        (p.run_dir / "benchmark.json").write_text(json.dumps(failed, indent=1))
+        return RunResult(p.seed, p.run_dir, error=f"{error} (log {log})")
     timing = {
         "wall_s": round(wall, 1),
         "finished": finished,

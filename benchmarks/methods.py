@@ -59,7 +59,7 @@ import sys
 from pathlib import Path
 
 from method_rows import BASELINES, OUT, REGIMES, ROWS, SETS, TITLES, Row, pretraining_row
-from method_runs import Planned, run_all
+from method_runs import Planned, record, run_all
 from method_table import RunResult, failures, group_table, row_stats
 from results_file import METHODS_RESULTS
 
@@ -296,6 +296,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "committed benchmarks/results/methods.jsonl, or $UNREID_BENCH_RESULTS; "
                     "benchmarks/tables.py reads it)")  # fmt: skip
     ap.add_argument("--no-record", action="store_true", help="append no results line")
+    ap.add_argument("--record-only", action="store_true",
+                    help="run nothing: append the lines of the planned runs that have finished "
+                    "or failed and are not in --results yet, then print the table")  # fmt: skip
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
     return ap.parse_args(argv)
@@ -342,6 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     kept = None if args.no_record else Path(args.results)
+    if args.record_only:
+        pre = list(dict.fromkeys(pretrainings.values()))
+        added = record(pre, kept, args.regime, "pretraining") + record(
+            runs, kept, args.regime, "row"
+        )
+        print(f"recorded {added} new lines in {kept}", file=sys.stderr)
+        return 0
     if not all(pretrain(p, kept) for p in dict.fromkeys(pretrainings.values())):
         return 1
     results = run_all(runs, jobs, kept, args.regime)

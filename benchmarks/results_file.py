@@ -27,7 +27,7 @@ METHODS_RESULTS = RESULTS / "methods.jsonl"
 # the keys every line carries (tests and tables.py rely on them)
 FIELDS = (
     "row", "label", "group", "regime", "role", "preset", "overrides", "run", "seed",
-    "start_mAP", "mAP", "rank1", "wall_s", "commit", "machine", "torch", "finished",
+    "start_mAP", "mAP", "rank1", "wall_s", "commit", "machine", "torch", "finished", "error",
 )  # fmt: skip
 
 

@@ -93,7 +93,7 @@ def select(spec: TableSpec) -> dict[str, dict[int, dict[str, Any]]]:
 
 def as_run(rec: dict[str, Any]) -> RunResult:
     return RunResult(
-        rec["seed"], Path(rec["run"]), rec["mAP"], rec["rank1"], rec["wall_s"], None,
+        rec["seed"], Path(rec["run"]), rec["mAP"], rec["rank1"], rec["wall_s"], rec["error"],
         rec["start_mAP"],
     )  # fmt: skip
 
@@ -153,7 +153,9 @@ def generate(name: str) -> str:
     if not lines:
         return provenance(spec, lines) + "\n\nNo runs recorded yet.\n"
     table = pretraining_table(chosen) if spec.role == "pretraining" else method_table(spec, chosen)
-    return f"{provenance(spec, lines)}\n\n{table}\n"
+    failed = [f"- {r['label']}, seed {r['seed']}: {r['error']}" for r in lines if r["error"]]
+    notes = "\n\nFailed runs (counted in `seeds`, not in the statistics):\n" + "\n".join(failed)
+    return f"{provenance(spec, lines)}\n\n{table}{notes if failed else ''}\n"
 
 
 def stale_blocks(files: tuple[Path, ...] = DOCS) -> list[str]:
