@@ -20,7 +20,7 @@ from unreid.data.epoch_batches import SAMPLERS, LoaderPlan, epoch_batches
 from unreid.distributed import DistContext, RankBatches
 from unreid.engine.evaluate import evaluate_model
 from unreid.engine.recorder import RunRecorder
-from unreid.engine.setup import TrainingRun, build_run, resolve_device, seed_everything
+from unreid.engine.setup import RunState, TrainingRun, build_run, resolve_device, seed_everything
 from unreid.engine.steps import train_one_epoch
 from unreid.engine.training_data import TrainingData, load_training_data
 from unreid.errors import ConfigError
@@ -57,7 +57,26 @@ def train(
     data = load_training_data(cfg, progress and ctx.is_main())
     run = build_run(cfg, data, ctx)
     state = recorder.start(run)  # restores the checkpoint when resuming
-    d, t, show = cfg.data, cfg.train, progress and ctx.is_main()
+    try:
+        run_epochs(cfg, ctx, plan, data, run, recorder, state, progress and ctx.is_main())
+    except BaseException:  # Ctrl-C too: an --overwrite's old run comes back if none was saved
+        recorder.abandon()
+        raise
+    return recorder.summary(state)
+
+
+def run_epochs(
+    cfg: Config,
+    ctx: DistContext,
+    plan: LoaderPlan,
+    data: TrainingData,
+    run: TrainingRun,
+    recorder: RunRecorder,
+    state: RunState,
+    show: bool,
+) -> None:
+    """Epochs `state.epoch` to `train.epochs`: the algorithm, recorded epoch by epoch."""
+    d, t = cfg.data, cfg.train
     extract = Extractor(
         d.height, d.width, t.extract_batch_size, d.workers, ctx.device, show, run.precision, ctx
     )
@@ -96,7 +115,6 @@ def train(
         due = (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == t.epochs
         scores = {split: metrics(split) for split in data.eval_splits} if due else {}
         recorder.epoch(epoch, labels, losses, scores, run, state, data.true_ids, started)
-    return recorder.summary(state)
 
 
 def loader_plan(cfg: Config, ctx: DistContext) -> LoaderPlan:
