@@ -60,12 +60,23 @@ def test_ctrl_c_says_what_was_kept_and_the_same_line_with_resume_continues(
     line.append(f"data.root={tiny_synthetic}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", "unreid", *line]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 500
-    while not (run / "last.pth").is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    # A shell that started pytest in the background ignores SIGINT, and a child inherits
+    # that (Python then installs no Ctrl-C handler): give the child the default back.
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.time() + 500
+        while not (run / "last.pth").is_file() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()  # nothing when it ended; a run that ignored Ctrl-C does not outlive the test
     err = err.decode()
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err
