@@ -81,3 +81,17 @@ def test_changed_keys_ignore_resumable_ones():
     with pytest.raises(ConfigError, match=r"cluster\.eps: run 0\.6, now 0\.5"):
         refuse_changes(a, b, "ckpt")
     assert "train.epochs" in RESUMABLE and "train.lr" not in RESUMABLE
+
+
+def test_a_repeated_value_is_accepted_and_a_different_one_named_with_both(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = load_config("demo", ["data.dataset=folder", "train.iters=2"])
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    same = ["data.dataset=folder", "train.iters=2", "eval.select_best_on=val", "train.epochs=9"]
+    again = resume_config(run, None, same)  # the interrupted command line, repeated
+    assert (again.data.dataset, again.train.iters, again.train.epochs) == ("folder", 2, 9)
+    with pytest.raises(
+        ConfigError, match=r"train\.iters: cannot be changed on --resume.*run 2, given 3"
+    ):
+        resume_config(run, None, ["train.iters=3"])

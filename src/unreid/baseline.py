@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from unreid.data.decode import to_rgb
+
 __all__ = ["histogram_features", "image_histogram"]
 
 
@@ -51,5 +53,5 @@ def histogram_features(paths: Sequence[str], bins: int = 8, stripes: int = 1) ->
     feats = np.zeros((len(paths), stripes * bins**3), dtype=np.float32)
     for i, path in enumerate(paths):
         with Image.open(path) as im:
-            feats[i] = image_histogram(np.asarray(im.convert("RGB")), bins, stripes)
+            feats[i] = image_histogram(np.asarray(to_rgb(im, str(path))), bins, stripes)
     return feats

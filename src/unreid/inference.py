@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from unreid.checkpoint import INFERENCE, load_checkpoint
 from unreid.config import Config, config_from_dict
+from unreid.data.decode import to_rgb
 from unreid.data.image_dataset import read_image
 from unreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, test_transform
 from unreid.errors import ConfigError
@@ -122,7 +123,7 @@ def to_pil(image: ImageInput, where: str) -> Image.Image:
     if isinstance(image, (str, Path)):
         return read_image(str(image))
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return to_rgb(image, where)
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8:
             raise ValueError(

@@ -113,14 +113,12 @@ def resume_point(path: str | Path) -> tuple[Path, Path | None]:
 
 
 def resume_config(run_dir: Path, checkpoint: dict | None, overrides: list[str]) -> Config:
-    """The run's own config (from its checkpoint, else its config.yaml) plus allowed overrides."""
-    for text in overrides:
-        key = parse_override(text)[0]
-        if key not in RESUMABLE:
-            raise ConfigError(
-                f"{key}: cannot be changed on --resume (it changes what the run computes); "
-                f"only {', '.join(RESUMABLE)} may"
-            )
+    """The run's own config (from its checkpoint, else its config.yaml) plus allowed overrides.
+
+    Other keys may be repeated with the run's own value (the interrupted command line
+    with `--resume RUN` added); a different value is refused naming both.
+    """
+    allowed = [t for t in overrides if parse_override(t)[0] in RESUMABLE]
     if checkpoint is not None:
         saved, origin = checkpoint["config"], f"{run_dir / 'last.pth'}"
     else:
@@ -130,6 +128,31 @@ def resume_config(run_dir: Path, checkpoint: dict | None, overrides: list[str]) 
                 f"--resume {run_dir}: neither last.pth nor config.yaml is there"
             )
         saved, origin = yaml.safe_load(config_path.read_text()), str(config_path)
-    cfg = config_from_dict(saved, origin=origin, overrides=overrides)
+    cfg = config_from_dict(saved, origin=origin, overrides=allowed)
+    if len(allowed) < len(overrides):
+        refuse_other_values(saved, origin, cfg, overrides)
     cfg.out_dir, cfg.name = str(run_dir.parent), run_dir.name
     return cfg
+
+
+def refuse_other_values(saved: dict, origin: str, cfg: Config, overrides: list[str]) -> None:
+    """Refuse an override of a non-resumable key unless it repeats the run's own value."""
+    try:
+        diffs: dict[str, tuple[Any, Any]] | None = changed_keys(
+            cfg, config_from_dict(saved, origin=origin, overrides=overrides)
+        )
+    except ConfigError:  # the value does not even fit the run's config (method=other)
+        diffs = None
+    flat = _flat(saved)
+    given = [parse_override(t) for t in overrides if parse_override(t)[0] not in RESUMABLE]
+    for key, value in given:
+        if diffs is not None and key not in diffs:
+            continue
+        run, now = diffs[key] if diffs is not None else (flat.get(key), value)
+        raise ConfigError(
+            f"{key}: cannot be changed on --resume (it changes what the run computes): "
+            f"run {run!r}, given {now!r}; only {', '.join(RESUMABLE)} may change, the "
+            "other keys may only repeat the run's values"
+        )
+    for key, (run, now) in (diffs or {}).items():  # implied by a key given: name it too
+        raise ConfigError(f"{key}: cannot be changed on --resume: run {run!r}, given {now!r}")

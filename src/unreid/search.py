@@ -39,7 +39,9 @@ __all__ = [
     "list_images",
     "load_features",
     "read_image_list",
+    "readable_images",
     "save_features",
+    "skipped_line",
 ]
 
 FEATURE_FORMATS = (".npy", ".safetensors")
@@ -127,6 +129,42 @@ def _camera_cell(row: list[str], column: int, where: str) -> int | None:
             "the camera's number in the model's training set)"
         )
     return int(text)
+
+
+def readable_images(
+    listing: ImageList, policy: str = "error", what: str = "images"
+) -> tuple[ImageList, list[tuple[str, str]]]:
+    """The listed images that decode, and (path, reason) for those that do not.
+
+    The same check and policies as training's `data.bad_images`: every file is decoded
+    up front, so a bad file is found with all the others at once (not one per try,
+    at the first batch that holds it); `error` refuses the list naming every one,
+    `skip` leaves them out and the caller names them.
+    """
+    from unreid.data.image_check import BadImagesError, check_images
+    from unreid.data.samples import Sample
+
+    samples = [Sample(str(f), 0) for f in listing.files]
+    try:
+        found = check_images(samples, policy=policy, workers=4)
+    except BadImagesError as err:
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in err.bad)
+        raise ValueError(
+            f"{what}: {len(err.bad)} image(s) cannot be decoded (--bad-images skip leaves "
+            f"them out):\n{lines}"
+        ) from None
+    kept = {s.path for s in found.kept}
+    keep = [i for i, f in enumerate(listing.files) if str(f) in kept]
+    if not keep:
+        raise ValueError(f"{what}: none of its {len(listing.files)} image(s) decodes")
+    cameras = None if listing.cameras is None else [listing.cameras[i] for i in keep]
+    return ImageList([listing.files[i] for i in keep], cameras), found.bad
+
+
+def skipped_line(what: str, bad: list[tuple[str, str]]) -> str:
+    """One line naming every image `--bad-images skip` left out, and why."""
+    named = "; ".join(f"{path}: {reason}" for path, reason in bad)
+    return f"{what}: skipped {len(bad)} unreadable image(s) (--bad-images skip): {named}"
 
 
 def image_cameras(
@@ -298,11 +336,14 @@ class GalleryIndex:
         batch_size: int = 64,
         progress: bool = True,
         camera: int | None = None,
+        bad_images: str = "error",
     ) -> tuple[GalleryIndex, bool]:
         """The stored index if its fingerprint matches, else a fresh one (saved); True if built.
 
         `camera`: the camera index of gallery images the list gives none (a camera-embedding
-        model only; see the module doc).
+        model only; see the module doc). `bad_images`: `error` or `skip` for gallery files
+        that do not decode (checked when the index is built; the skipped ones are kept in
+        its metadata, `skipped`).
         """
         import faiss
 
@@ -311,6 +352,7 @@ class GalleryIndex:
         files = listing.files
         cameras = image_cameras(embedder, len(files), listing.cameras, camera, "the gallery")
         want = fingerprint(files, embedder.source, cameras)
+        want["bad_images"] = bad_images
         stored = index_dir / FEATURES_FILE
         if stored.is_file() and (index_dir / INDEX_FILE).is_file():
             try:
@@ -319,8 +361,13 @@ class GalleryIndex:
                 fs = None  # unreadable: rebuilt below
             if fs is not None and fs.meta.get("fingerprint") == want:
                 return cls(fs, faiss.read_index(str(index_dir / INDEX_FILE))), False
+        good, bad = readable_images(listing, bad_images, f"search --gallery {gallery}")
+        if good.files != files:
+            files = good.files
+            cameras = image_cameras(embedder, len(files), good.cameras, camera, "the gallery")
         fs = extract_images(embedder, files, batch_size, progress, cameras)
         fs.meta["fingerprint"] = want
+        fs.meta["skipped"] = [list(b) for b in bad]
         fs.meta["gallery"] = str(Path(gallery).resolve())
         built = cls.build(fs)
         index_dir.mkdir(parents=True, exist_ok=True)

@@ -132,8 +132,10 @@ def test_one_big_cluster_is_reported_with_numbers(policy, tiny_synthetic, tmp_pa
 
 
 def test_small_dataset_conflicts_name_the_keys(tiny_synthetic, tmp_path):
-    with pytest.raises(ConfigError, match=r"cluster\.k1=5000 needs more than 5000 training images"):
-        train(config(tiny_synthetic, tmp_path, "cluster.k1=5000"), progress=False)
+    with pytest.raises(
+        ConfigError, match=r"cluster\.infomap_k=5000 needs more than 5000 training images"
+    ):
+        train(config(tiny_synthetic, tmp_path, "cluster.method=infomap", "cluster.infomap_k=5000"))
     with pytest.raises(
         ConfigError, match=r"data\.holdout_ids=13 holds out more than half of the 24"
     ):

@@ -55,3 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"unreid: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # `train` says what it kept; elsewhere there is nothing to keep
+        if args.verbose:
+            raise
+        print("\nunreid: interrupted", file=sys.stderr)
+        return 130

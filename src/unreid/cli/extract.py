@@ -20,6 +20,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="camera index (0..C-1) of images the list gives none; only a model with a "
         "camera embedding reads it (a CSV may list each image's in a camera_index column)",
     )
+    p.add_argument(
+        "--bad-images",
+        choices=("error", "skip"),
+        default="error",
+        help="an image that does not decode: stop naming all (error), or leave it out of the "
+        "features and name it (skip); as training's data.bad_images",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the GPU if there is one)")
     p.add_argument("--no-progress", action="store_true")
@@ -28,9 +35,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from unreid.inference import load_model
-    from unreid.search import extract_images, image_cameras, read_image_list, save_features
+    from unreid.search import (
+        extract_images,
+        image_cameras,
+        read_image_list,
+        readable_images,
+        save_features,
+        skipped_line,
+    )
 
-    listing = read_image_list(args.images)
+    listing, bad = readable_images(
+        read_image_list(args.images), args.bad_images, f"extract --images {args.images}"
+    )
+    if bad:
+        print(skipped_line(f"extract --images {args.images}", bad))
     files = listing.files
     embedder = load_model(args.checkpoint, device=args.device)
     cameras = image_cameras(embedder, len(files), listing.cameras, args.camera, "extract")

@@ -32,6 +32,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--query-camera", type=int, help="camera index of the queries (default: --camera)"
     )
+    p.add_argument(
+        "--bad-images",
+        choices=("error", "skip"),
+        default="error",
+        help="a gallery file that does not decode: stop naming all (error), or leave it out "
+        "and name it (skip); as training's data.bad_images",
+    )
     p.add_argument("--html", help="also write the results as a self-contained HTML page")
     p.add_argument("--index", help="where the gallery index lives (default: a cache folder)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -47,7 +54,7 @@ def default_index_dir(gallery: str, checkpoint: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from unreid.inference import load_model
-    from unreid.search import GalleryIndex, image_cameras
+    from unreid.search import GalleryIndex, image_cameras, skipped_line
 
     if args.top < 1:
         raise ValueError(f"search --top must be >= 1, found {args.top}")
@@ -60,8 +67,17 @@ def run(args: argparse.Namespace) -> int:
     index_dir = Path(args.index) if args.index else default_index_dir(args.gallery, args.checkpoint)
     started = time.perf_counter()
     index, built = GalleryIndex.open(
-        args.gallery, embedder, index_dir, args.batch_size, not args.no_progress, args.camera
+        args.gallery,
+        embedder,
+        index_dir,
+        args.batch_size,
+        not args.no_progress,
+        args.camera,
+        args.bad_images,
     )
+    skipped = index.features.meta.get("skipped")
+    if skipped:
+        print(skipped_line(f"gallery {args.gallery}", [tuple(b) for b in skipped]))
     what = "built" if built else "reused"
     n = len(index.features.files)
     print(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from unreid.config import ConfigError, load_config
@@ -41,12 +43,16 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         if args.out:
             cfg.out_dir, cfg.name = str(Path(args.out).parent), Path(args.out).name
-    summary = train(
-        cfg,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
+    try:
+        summary = train(
+            cfg,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:  # one line, not a traceback: what is kept and how to go on
+        print(f"\nunreid: {interrupted(Path(cfg.out_dir) / cfg.name)}", file=sys.stderr)
+        return 130
     summary["report"] = str(write_report(summary["run_dir"], progress=not args.no_progress))
     print(json.dumps(summary, indent=2))
     return 0
@@ -65,3 +71,23 @@ def resumed_config(args: argparse.Namespace, overrides: list[str]):
     if args.out and Path(args.out).resolve() != run_dir.resolve():
         raise ConfigError(f"--out {args.out} differs from the resumed run's folder {run_dir}")
     return cfg
+
+
+def interrupted(run_dir: Path) -> str:
+    """What Ctrl-C left in `run_dir`, and the command that continues it."""
+    from unreid.checkpoint import peek_checkpoint
+
+    last = run_dir / "last.pth"
+    if not last.is_file():
+        return (
+            f"interrupted before the first checkpoint: nothing to resume in {run_dir} "
+            "(the next run there starts afresh)"
+        )
+    try:
+        epoch = peek_checkpoint(last)["state"]["epoch"]
+    except Exception:  # an unreadable file: resuming will say why
+        epoch = "?"
+    return (
+        f"interrupted: {last} keeps epoch {epoch}; resume with: "
+        f"unreid train --resume {shlex.quote(str(run_dir))}"
+    )

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from unreid.data.decode import to_rgb
 from unreid.data.samples import Sample
 
 __all__ = ["ImageDataset", "ViewsDataset", "read_image"]
@@ -25,7 +26,7 @@ __all__ = ["ImageDataset", "ViewsDataset", "read_image"]
 def read_image(path: str) -> Image.Image:
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return to_rgb(img, path)
     except (OSError, ValueError) as err:
         raise OSError(f"cannot read image {path}: {err}") from err
 

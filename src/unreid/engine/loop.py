@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from unreid.data.epoch_batches import SAMPLERS, LoaderPlan, epoch_batches
 from unreid.distributed import DistContext, RankBatches
 from unreid.engine.evaluate import evaluate_model
 from unreid.engine.recorder import RunRecorder
-from unreid.engine.setup import TrainingRun, build_run, resolve_device, seed_everything
+from unreid.engine.setup import RunState, TrainingRun, build_run, resolve_device, seed_everything
+from unreid.engine.small_sets import dbscan_hint, fit_to_set
 from unreid.engine.steps import train_one_epoch
 from unreid.engine.training_data import TrainingData, load_training_data
 from unreid.errors import ConfigError
@@ -55,9 +57,30 @@ def train(
     plan = loader_plan(cfg, ctx)  # before any folder or data: it may refuse the sampler
     recorder = RunRecorder(cfg, resume, overwrite, main=ctx.is_main())  # never clobbers a run
     data = load_training_data(cfg, progress and ctx.is_main())
+    # a small set clusters with k1 scaled to it; the recorder keeps the config as given
+    cfg = replace(cfg, cluster=fit_to_set(cfg.cluster, len(data.train)))
     run = build_run(cfg, data, ctx)
     state = recorder.start(run)  # restores the checkpoint when resuming
-    d, t, show = cfg.data, cfg.train, progress and ctx.is_main()
+    try:
+        run_epochs(cfg, ctx, plan, data, run, recorder, state, progress and ctx.is_main())
+    except BaseException:  # Ctrl-C too: an --overwrite's old run comes back if none was saved
+        recorder.abandon()
+        raise
+    return recorder.summary(state)
+
+
+def run_epochs(
+    cfg: Config,
+    ctx: DistContext,
+    plan: LoaderPlan,
+    data: TrainingData,
+    run: TrainingRun,
+    recorder: RunRecorder,
+    state: RunState,
+    show: bool,
+) -> None:
+    """Epochs `state.epoch` to `train.epochs`: the algorithm, recorded epoch by epoch."""
+    d, t = cfg.data, cfg.train
     extract = Extractor(
         d.height, d.width, t.extract_batch_size, d.workers, ctx.device, show, run.precision, ctx
     )
@@ -96,7 +119,6 @@ def train(
         due = (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == t.epochs
         scores = {split: metrics(split) for split in data.eval_splits} if due else {}
         recorder.epoch(epoch, labels, losses, scores, run, state, data.true_ids, started)
-    return recorder.summary(state)
 
 
 def loader_plan(cfg: Config, ctx: DistContext) -> LoaderPlan:
@@ -171,9 +193,8 @@ def degenerate(cfg: Config, labels: PseudoLabels) -> str | None:
     if c.method == "infomap":
         looser = f"lower cluster.infomap_min_sim (now {c.infomap_min_sim})"
         tighter = f"raise cluster.infomap_min_sim (now {c.infomap_min_sim})"
-    else:
-        looser = f"raise cluster.eps (now {c.eps}) or lower cluster.min_samples ({c.min_samples})"
-        tighter = f"lower cluster.eps (now {c.eps})"
+    else:  # DBSCAN: k1 / k2 / min_samples matter as much as eps (small_sets.py)
+        looser, tighter = dbscan_hint(n, c, looser=True), dbscan_hint(n, c, looser=False)
     if labels.num_clusters == 0:
         return f"no cluster among {n} images, all are outliers; {looser}"
     if labels.num_clusters == 1 and not cfg.train.ground_truth:

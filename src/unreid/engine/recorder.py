@@ -24,6 +24,7 @@ import torch
 from unreid.checkpoint import TMP_SUFFIX, TRAINING, load_checkpoint, save_checkpoint
 from unreid.config import Config, config_from_dict, dump_config
 from unreid.data.samples import Sample
+from unreid.engine.replacement import drop, move_aside, put_back, recover
 from unreid.engine.setup import RunState, TrainingRun
 from unreid.evaluation import RankingMetrics
 from unreid.inference import inference_checkpoint
@@ -43,6 +44,8 @@ def _fmt(prefix: str, m: RankingMetrics | None) -> str:
 
 
 RUN_FILES = ("config.yaml", "log.jsonl", "last.pth", "best.pth", "pseudo_labels.json")
+CHECKPOINTS = ("last.pth", "best.pth")
+REPORT = "report.html"  # written by `unreid.report` from the files above: stale once they go
 
 
 class RunFolderError(RuntimeError):
@@ -64,8 +67,13 @@ class RunRecorder:
     """Owns `<out_dir>/<name>/`: `config.yaml`, `log.jsonl`, `last.pth`, `best.pth`.
 
     Nothing in the folder is touched until `start()`, which comes after the data
-    and the model were built: a typo in a path never costs an earlier run. A folder
-    that holds a run is refused unless the run is resumed or `overwrite` says so.
+    and the model were built: a typo in a path never costs an earlier run (only an
+    `--overwrite` killed before its first checkpoint is finished first, see
+    `replacement.py`). A folder that holds a run with a checkpoint is refused unless
+    the run is resumed or `overwrite` says so; one whose run stopped before its first
+    checkpoint has nothing to resume and is reused, with a log line. `--overwrite`
+    keeps the old run aside until the new one writes `last.pth`, and puts it back
+    (`abandon`) if the new one ends before.
     """
 
     def __init__(
@@ -84,16 +92,20 @@ class RunRecorder:
         self.overwrite = overwrite
         self.last: dict[str, RankingMetrics] = {}
         self.tensorboard: TensorBoardWriter | None = None
+        self.aside: Path | None = None  # the replaced run, until this one's first checkpoint
+        if main:
+            recover(self.run_dir)
         if self.resumed:
             folder, self.checkpoint = resume_point(resume)
             if folder.resolve() != self.run_dir.resolve():
                 raise RunFolderError(
                     f"--resume {resume} belongs to {folder}, but the config names {self.run_dir}"
                 )
-        held = [f for f in RUN_FILES if (self.run_dir / f).exists()]
-        if held and not (self.resumed or overwrite):
+        self.held = [f for f in (*RUN_FILES, REPORT) if (self.run_dir / f).exists()]
+        self.finished = any(f in self.held for f in CHECKPOINTS)  # anything to resume
+        if self.finished and not (self.resumed or overwrite):
             raise RunFolderError(
-                f"{self.run_dir} already holds a run ({', '.join(held)}); resume it with "
+                f"{self.run_dir} already holds a run ({', '.join(self.held)}); resume it with "
                 f"--resume {self.run_dir}, write elsewhere with --out DIR (or name=...), "
                 "or replace it with --overwrite"
             )
@@ -110,18 +122,33 @@ class RunRecorder:
             state = run.restore(self.checkpoint)
         if not self.main:
             return state
+        if self.checkpoint is None and self.overwrite and self.finished:
+            self.aside = move_aside(self.run_dir)  # back if this run ends before last.pth
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.run_dir.glob(f"*{TMP_SUFFIX}"):
             stale.unlink()  # a checkpoint write that was killed: its complete twin is intact
         if self.checkpoint is not None:
             self._keep_records(lambda r: r.get("epoch", 0) <= state.epoch)
-        elif self.resumed or self.overwrite:  # nothing to continue from: start afresh
-            for name in RUN_FILES:
+        elif self.held and self.aside is None:  # nothing to continue from: start afresh
+            if not self.finished:
+                log.info(
+                    "%s held a run that stopped before its first checkpoint (%s): nothing "
+                    "to resume, so this run starts there in its place",
+                    self.run_dir,
+                    ", ".join(self.held),
+                )
+            for name in (*RUN_FILES, REPORT):
                 (self.run_dir / name).unlink(missing_ok=True)
         dump_config(self.cfg, self.run_dir / "config.yaml")
         if self.cfg.log.tensorboard:  # scalars beside log.jsonl, which stays the record
             self.tensorboard = TensorBoardWriter(self.run_dir)
         return state
+
+    def abandon(self) -> None:
+        """The run ends (an error, Ctrl-C) before its first checkpoint: put back what it replaced."""
+        if self.aside is not None:
+            put_back(self.run_dir, self.aside)
+            self.aside = None
 
     def _keep_records(self, keep: Any) -> None:
         """Drop log lines of epochs after the checkpoint (written before a crash lost them)."""
@@ -197,6 +224,9 @@ class RunRecorder:
             return
         self.write(record)
         save_checkpoint(self.run_dir / "last.pth", **ckpt)
+        if self.aside is not None:  # this run can be resumed now: the replaced one goes
+            drop(self.run_dir, self.aside)
+            self.aside = None
         if improved:
             scores = {split: metrics_record(m) for split, m in metrics.items()}
             best = inference_checkpoint(run.model.state_dict(), cfg, ckpt["state"], scores)

@@ -28,7 +28,7 @@ from unreid.engine.optim import build_optimizer
 from unreid.engine.schedule import build_scheduler
 from unreid.engine.training_data import TrainingData
 from unreid.methods import Method, MethodContext, build_method
-from unreid.models.bn_groups import check_group_size
+from unreid.models.bn_groups import check_group_size, fit_group_size
 from unreid.models.reid_model import ReidModel, build_model
 from unreid.models.vit import VitReidModel
 from unreid.precision import Precision, prepare_model, set_tf32
@@ -150,7 +150,8 @@ def build_run(cfg: Config, data: TrainingData, ctx: DistContext) -> TrainingRun:
     if method.views:  # each image as several augmentations (ICE)
         data.images = training_views(method, data, cfg, ctx)
     per_device = t.batch_size // ctx.world_size // (2 if data.source is not None else 1)
-    check_group_size(t.bn_group_size, per_device, t.num_instances)
+    bn_group_size = fit_group_size(t.bn_group_size, per_device)  # a small batch: one group
+    check_group_size(bn_group_size, per_device, t.num_instances)
     named = [*model.named_parameters(), *(("method." + n, p) for n, p in method.named_parameters())]
     optimizer = build_optimizer([(n, p) for n, p in named if p.requires_grad], t)
     scheduler = build_scheduler(optimizer, t)
@@ -159,5 +160,5 @@ def build_run(cfg: Config, data: TrainingData, ctx: DistContext) -> TrainingRun:
     precision = Precision.from_setting(t.amp, device)
     return TrainingRun(
         model, method, optimizer, scheduler, runner, precision, ctx,
-        t.bn_group_size, t.bn_running_stats, t.num_instances, t.channels_last,
+        bn_group_size, t.bn_running_stats, t.num_instances, t.channels_last,
     )  # fmt: skip

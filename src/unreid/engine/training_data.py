@@ -76,15 +76,15 @@ def load_training_data(cfg: Config, progress: bool = False) -> TrainingData:
         query=readable(dataset.query, cfg, "query", progress),
         gallery=readable(dataset.gallery, cfg, "gallery", progress),
     )
-    check_holdout(cfg, dataset.train)
-    train, val_query, val_gallery = holdout_split(dataset.train, d.holdout_ids, cfg.train.seed)
-    check_sizes(cfg, dataset.train, train)
+    hold = holdout(cfg, dataset.train)
+    train, val_query, val_gallery = holdout_split(dataset.train, hold, cfg.train.seed)
+    check_sizes(cfg, dataset.train, train, hold)
     if cfg.eval.select_best_on == "val" and not val_query:
         log.warning(
             "eval.select_best_on=val but there is no validation split (data.holdout_ids=%d): "
             "best.pth will not be written. Hold out labelled identities (data.holdout_ids=N) "
             "or set eval.select_best_on=test|none.",
-            d.holdout_ids,
+            hold,
         )
     transform = train_transform(d.height, d.width, erasing_fill=d.erasing_fill)
     source = None
@@ -135,21 +135,37 @@ def readable(samples: list[Sample], cfg: Config, split: str, progress: bool) -> 
     return found.kept
 
 
-def check_holdout(cfg: Config, labelled: list[Sample]) -> None:
+def holdout(cfg: Config, labelled: list[Sample]) -> int:
+    """How many identities to hold out: `data.holdout_ids`, or 0 where there are none.
+
+    Unlabelled training images (a folder of one's own crops) have no identities to
+    hold out, so a preset's holdout (the demo's 10) does not apply to them: ignored
+    with a log line rather than refused, so the same preset runs on either.
+    """
     hold, ids = cfg.data.holdout_ids, {s.pid for s in labelled}
+    if hold and None in ids:
+        log.info(
+            "data.holdout_ids=%d does not apply: the training images of %r carry no identity "
+            "labels, so there is no validation split",
+            hold,
+            cfg.data.dataset,
+        )
+        return 0
     if hold and 2 * hold > len(ids):
         raise ConfigError(
             f"data.holdout_ids={hold} holds out more than half of the {len(ids)} training "
             "identities; lower data.holdout_ids"
         )
+    return hold
 
 
-def check_sizes(cfg: Config, labelled: list[Sample], train: list[Sample]) -> None:
+def check_sizes(cfg: Config, labelled: list[Sample], train: list[Sample], hold: int) -> None:
     """Settings a small dataset cannot meet, named with the keys involved, before training."""
-    n, c, hold = len(train), cfg.cluster, cfg.data.holdout_ids
+    n, c = len(train), cfg.cluster
     taken = f" after data.holdout_ids={hold} held out {len(labelled) - n}" if hold else ""
     method = "ground_truth" if cfg.train.ground_truth else c.method
-    need = {"dbscan": ("cluster.k1", c.k1), "infomap": ("cluster.infomap_k", c.infomap_k)}
+    # DBSCAN's k1 is scaled to a small set instead (engine/small_sets.py)
+    need = {"infomap": ("cluster.infomap_k", c.infomap_k)}
     if method in need and need[method][1] >= n:
         key, k = need[method]
         raise ConfigError(

@@ -32,6 +32,7 @@ ordinary BatchNorm layers, so each domain's rows are grouped the same way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -40,12 +41,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RUNNING_STATS", "bn_groups", "check_group_size", "grouped_batch_norm"]
+__all__ = [
+    "RUNNING_STATS",
+    "bn_groups",
+    "check_group_size",
+    "fit_group_size",
+    "grouped_batch_norm",
+]
 
 RUNNING_STATS = ("first", "mean")
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _NHWC = torch.channels_last
 _KEY = "train.bn_group_size"
+log = logging.getLogger("unreid")
 
 
 def check_group_size(group_size: int, batch_size: int, num_instances: int, key: str = _KEY) -> None:
@@ -64,9 +72,36 @@ def check_group_size(group_size: int, batch_size: int, num_instances: int, key: 
             f"train.num_instances={num_instances} (K images per identity, contiguous)"
         )
     if batch_size % group_size:
+        fits = [
+            g for g in range(num_instances, batch_size + 1, num_instances) if not batch_size % g
+        ]
         raise ValueError(
-            f"{key}={group_size} does not divide the batch of {batch_size} rows into whole groups"
+            f"{key}={group_size} does not divide the batch of {batch_size} rows into whole "
+            f"groups; set {key}=0 (the whole batch is one group) or a multiple of "
+            f"train.num_instances={num_instances} that divides {batch_size} "
+            f"({', '.join(map(str, fits))}), or a train.batch_size that is a multiple of "
+            f"{group_size}"
         )
+
+
+def fit_group_size(group_size: int, batch_size: int, key: str = _KEY) -> int:
+    """The group size to use: 0 (one group, the whole batch) for a batch smaller than a group.
+
+    A preset's groups (64 images of a 256-image batch) reproduce a 4-GPU recipe;
+    a batch cut to 16 for a small set or a CPU cannot hold one such group, and
+    normalising it as one group is what the setting asks of any batch that is
+    exactly one group. Said once in the log; a batch larger than a group and not
+    a multiple of it is still refused by `check_group_size`.
+    """
+    if type(group_size) is int and group_size > batch_size > 0:
+        log.info(
+            "%s=%d is larger than the batch of %d rows: the whole batch is one group",
+            key,
+            group_size,
+            batch_size,
+        )
+        return 0
+    return group_size
 
 
 def _factor(bn: nn.modules.batchnorm._BatchNorm) -> float:

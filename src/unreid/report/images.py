@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from unreid.data.decode import to_rgb
 from unreid.report.html import data_uri
 
 THUMB_HEIGHT = 128  # re-ID crops are ~2:1; larger ones are shrunk, smaller kept as they are
@@ -20,7 +21,7 @@ def thumbnail_uri(path: str | Path, height: int = THUMB_HEIGHT) -> str | None:
     """
     try:
         with Image.open(path) as img:
-            rgb = img.convert("RGB")
+            rgb = to_rgb(img, str(path))
     except (OSError, ValueError):
         return None
     if rgb.height > height:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from unreid.data.samples import DatasetLayoutError, Sample
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})  # what Pillow reads
 
 SplitReport = dict[str, int]
 """Counts for one split: images (kept), junk (pid -1, dropped), distractors (pid 0, kept),
