@@ -44,8 +44,11 @@ def write_sets(folder: Path) -> tuple[Path, Path]:
     return target, source
 
 
-def run_once(method: str, seed: int, control: str, sets: tuple[Path, Path], out: Path) -> dict:
-    """Train one run in-process; its results line."""
+def run_once(
+    method: str, seed: int, control: str, sets: tuple[Path, Path], out: Path, meta: dict
+) -> dict:
+    """Train one run in-process; its results line (`meta`: provenance taken at the start,
+    since the process keeps the code it imported then, whatever the checkout does later)."""
     from unreid.config import load_config
     from unreid.engine import train
 
@@ -56,7 +59,7 @@ def run_once(method: str, seed: int, control: str, sets: tuple[Path, Path], out:
         data += ["data.source=synthetic", f"data.source_root={sets[1]}"]
     overrides = recipe.config_overrides(seed, lr)
     cfg = load_config(recipe.preset, [*overrides, *data, f"out_dir={out}", f"name={control}{seed}"])
-    started, meta = time.time(), provenance()
+    started = time.time()
     summary = train(cfg, progress=False, overwrite=True)
     test = summary["final_test"]
     return {
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.results)
     if not args.report:
         with tempfile.TemporaryDirectory(prefix="unreid-learning-") as tmp:
-            sets = write_sets(Path(tmp))
+            sets, meta = write_sets(Path(tmp)), provenance()
             for method in args.methods:
                 for seed in args.seeds:
                     for control in ("trained", "null"):
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                         done = seed in (have.null if control == "null" else have.trained)
                         if done and not args.again:
                             continue
-                        line = run_once(method, seed, control, sets, Path(tmp) / "runs")
+                        line = run_once(method, seed, control, sets, Path(tmp) / "runs", meta)
                         append_result(path, line, FIELDS)
                         print(f"{method} seed {seed} {control}: mAP {100 * line['mAP']:.1f} "
                               f"({line['wall_s']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip

@@ -95,9 +95,13 @@ class Measured:
 
     @property
     def margin(self) -> float:
-        """Twice the null's seed spread (what an untrained network's init moves), at least
-        MIN_MARGIN: a gap above it is not the untrained network's variance."""
-        return max(MIN_MARGIN, 2 * sample_std(list(self.null.values())))
+        """The larger of: twice the null's seed spread (a gap above it is not the untrained
+        network's variance), the measured gaps' mean minus three of their standard
+        deviations (a gap below it is not the method's learning as measured: Adam's
+        weight decay alone moves a loss-free network by 13 points here), and MIN_MARGIN."""
+        gaps = list(self.gaps.values())
+        lower = sum(gaps) / len(gaps) - 3 * sample_std(gaps) if len(gaps) > 1 else -math.inf
+        return max(MIN_MARGIN, 2 * sample_std(list(self.null.values())), lower)
 
     @property
     def holds(self) -> bool:

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from method_table import RunResult, clock, format_table, mean, pm, row_stats
-from results_file import METHODS_RESULTS, read_results
+from results_file import METHODS_RESULTS, RESULTS, read_results
+
+LEARNING_RESULTS = RESULTS / "learning.jsonl"
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")))
@@ -52,6 +54,9 @@ class TableSpec:
 
 
 TABLES: dict[str, TableSpec] = {
+    "learning": TableSpec(
+        "python benchmarks/learning.py", (), role="learning", results=LEARNING_RESULTS
+    ),
     "vit_pretraining": TableSpec(
         "python benchmarks/methods.py --regime pretrained --rows cc_vit_small --seeds 1 2 3",
         ("pretrain", "pretrain_vit_small"),
@@ -145,9 +150,22 @@ def method_table(spec: TableSpec, chosen: dict[str, dict[int, dict[str, Any]]]) 
     return format_table(stats, base_label, markdown=True)
 
 
+def learning_table(spec: TableSpec) -> str:
+    """Each method's trained / null distributions, gaps and margin (benchmarks/learning.py)."""
+    from learning import FIELDS, report
+    from learning_recipes import RECIPES
+
+    lines = read_results(spec.results, FIELDS)
+    current = {(m, r.key()) for m, r in RECIPES.items()}
+    used = [r for r in lines if (r["method"], r["recipe"]) in current]
+    return f"{provenance(spec, used)}\n\n{report(lines, sorted(RECIPES))}\n"
+
+
 def generate(name: str) -> str:
     """The text of table `name` (provenance line, blank line, Markdown table)."""
     spec = TABLES[name]
+    if spec.role == "learning":
+        return learning_table(spec)
     chosen = select(spec)
     lines = [rec for runs in chosen.values() for rec in runs.values()]
     if not lines:
