@@ -1,4 +1,25 @@
-"""The budgets of the end-to-end tests, written once (tests/ is on sys.path via conftest)."""
+"""The budgets and tiny data sets of the end-to-end tests, written once (tests/ is on sys.path)."""
+
+from unreid.data.synthetic import SynthConfig
+
+# The session's tiny synthetic set (conftest's tiny_synthetic fixture writes it)
+TINY = SynthConfig(
+    ids=48, cameras=3, images_per_id_camera=(2, 4), distractors=20, seed=3, height=96, width=48
+)
+
+# A second domain for adaptation tests: other people, other scenery, stronger camera styles.
+TINY_B = SynthConfig(
+    ids=24,
+    cameras=2,
+    images_per_id_camera=(2, 3),
+    distractors=0,
+    seed=11,
+    height=96,
+    width=48,
+    scenery_saturation=0.8,
+    colour_cast=0.15,
+)
+
 
 # 96x48 images, ResNet-18 from random init (the demo preset), a few-second epoch
 TINY_RUN = [

@@ -13,17 +13,21 @@ all clear the margin fails.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
-from bench_scripts import load_script
 
-from conftest import TINY, TINY_B
+from tiny_runs import TINY, TINY_B
 from unreid.config import load_config
 from unreid.engine import train
 from unreid.methods import METHODS
 
-learning = load_script("learning.py", "bench_learning")  # puts benchmarks/ on sys.path
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))  # the recipes and the results file live with the script
+import learning  # noqa: E402
 import learning_recipes as lr  # noqa: E402
 from results_file import read_results  # noqa: E402
 

@@ -64,6 +64,23 @@ def _sparse_dbscan(dist: sp.spmatrix | sp.sparray, eps: float, min_samples: int)
     return model.fit_predict(graph).astype(np.int64)
 
 
+def sparse_radius(radii: list[float], min_samples: int, hint: str = "") -> float:
+    """Every radius checked before any work; the largest, which the sparse graph is cut at.
+
+    The sparse Jaccard path keeps only pairs closer than that radius, so it must be < 1
+    (every pair lies within distance 1); `hint` says what to use instead.
+    """
+    for r in radii:
+        dbscan_labels(np.zeros((1, 1)), eps=r, min_samples=min_samples)
+    eps = max(radii)
+    if isinstance(eps, numbers.Real) and not isinstance(eps, bool) and eps >= 1:
+        raise ValueError(
+            f"eps must be < 1 for the sparse Jaccard path (every pair is within distance 1), "
+            f"found {eps!r}{hint}"
+        )
+    return eps
+
+
 def dbscan_labels(
     dist: np.ndarray | sp.spmatrix | sp.sparray, eps: float = 0.6, min_samples: int = 4
 ) -> np.ndarray:
@@ -170,14 +187,7 @@ def cluster_features_at(
             raise ValueError(f"the dense Jaccard path only supports knn='exact', found {knn!r}")
         dist = jaccard_distance(features, k1=k1, k2=k2, variant=jaccard_variant)
         return [PseudoLabels(dbscan_labels(dist, eps=r, min_samples=min_samples)) for r in radii]
-    for r in radii:
-        dbscan_labels(np.zeros((1, 1)), eps=r, min_samples=min_samples)  # validate before work
-    eps = max(radii)
-    if isinstance(eps, numbers.Real) and not isinstance(eps, bool) and eps >= 1:
-        raise ValueError(
-            f"eps must be < 1 for the sparse Jaccard path (every pair is within distance 1), "
-            f"found {eps!r}; use jaccard_impl='dense'"
-        )
+    eps = sparse_radius(radii, min_samples, "; use jaccard_impl='dense'")
     is_cuda = isinstance(features, torch.Tensor) and features.is_cuda
     method = "torch" if knn == "exact" and is_cuda else knn
     dist = sparse_jaccard_distance(

@@ -24,14 +24,12 @@ swap between world sizes.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from unreid.distributed import DistContext
-from unreid.pseudo_labels.clustering import dbscan_labels
+from unreid.pseudo_labels.clustering import dbscan_labels, sparse_radius
 from unreid.pseudo_labels.jaccard import Variant, check_k
 from unreid.pseudo_labels.jaccard_pairs import pair_distances
 from unreid.pseudo_labels.knn import DEVICE_KNN, KNN_METHODS, KnnMethod, knn_search
@@ -127,14 +125,7 @@ def sharded_cluster_features_at(
     """
     if not radii:
         raise ValueError("radii must hold at least one eps, found none")
-    for r in radii:
-        dbscan_labels(np.zeros((1, 1)), eps=r, min_samples=min_samples)  # validate before work
-    eps = max(radii)
-    if isinstance(eps, numbers.Real) and not isinstance(eps, bool) and eps >= 1:
-        raise ValueError(
-            f"eps must be < 1 for the sparse Jaccard path (every pair is within distance 1), "
-            f"found {eps!r}"
-        )
+    eps = sparse_radius(radii, min_samples)
     dist = sharded_jaccard(
         features, ctx, k1, k2, jaccard_variant, knn=knn, max_distance=eps,
         ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe,
