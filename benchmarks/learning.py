@@ -44,27 +44,34 @@ def write_sets(folder: Path) -> tuple[Path, Path]:
     return target, source
 
 
+def run_config(method: str, seed: int, control: str, sets: tuple[Path, Path], out: Path, name: str):
+    """The config of one run of `method`'s recipe (the suite's tests train the same)."""
+    from unreid.config import load_config
+
+    recipe = RECIPES[method]
+    data = [f"data.root={sets[0]}"]
+    if recipe.source:
+        data += ["data.source=synthetic", f"data.source_root={sets[1]}"]
+    overrides = recipe.config_overrides(seed, NULL_LR if control == "null" else None)
+    return load_config(recipe.preset, [*overrides, *data, f"out_dir={out}", f"name={name}"])
+
+
 def run_once(
     method: str, seed: int, control: str, sets: tuple[Path, Path], out: Path, meta: dict
 ) -> dict:
     """Train one run in-process; its results line (`meta`: provenance taken at the start,
     since the process keeps the code it imported then, whatever the checkout does later)."""
-    from unreid.config import load_config
     from unreid.engine import train
 
     recipe = RECIPES[method]
-    lr = NULL_LR if control == "null" else None
-    data = [f"data.root={sets[0]}"]
-    if recipe.source:
-        data += ["data.source=synthetic", f"data.source_root={sets[1]}"]
-    overrides = recipe.config_overrides(seed, lr)
-    cfg = load_config(recipe.preset, [*overrides, *data, f"out_dir={out}", f"name={control}{seed}"])
+    cfg = run_config(method, seed, control, sets, out, f"{control}{seed}")
     started = time.time()
     summary = train(cfg, progress=False, overwrite=True)
     test = summary["final_test"]
     return {
         "method": method, "recipe": recipe.key(), "preset": recipe.preset,
-        "overrides": overrides, "control": control, "lr": cfg.train.lr, "seed": seed,
+        "overrides": recipe.config_overrides(seed, NULL_LR if control == "null" else None),
+        "control": control, "lr": cfg.train.lr, "seed": seed,
         "mAP": test["mAP"], "rank1": test["rank1"], "wall_s": round(time.time() - started, 1),
         **meta, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run": f"{method}-{recipe.key()}", "start_mAP": None,
