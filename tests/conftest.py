@@ -26,3 +26,11 @@ def tiny_synthetic_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic_b")
     generate_synthetic(root, TINY_B)
     return root
+
+
+@pytest.fixture(scope="session")
+def learning_runs(tiny_synthetic, tiny_synthetic_b, tmp_path_factory):
+    """Every method's tiny trained / null runs, trained on first use (tests/learning_runs.py)."""
+    from learning_runs import LearningRuns
+
+    return LearningRuns(tiny_synthetic, tiny_synthetic_b, tmp_path_factory.mktemp("learning"))

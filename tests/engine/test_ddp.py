@@ -1,5 +1,6 @@
 """DDP (gloo, 2 processes on CPU) trains like one process with the matching BatchNorm
-groups on the same global batch and seed; the ranks' memories stay identical. A 2-block
+groups on the same global batch and seed, for every method that runs under torchrun;
+the ranks' memories stay identical. A 2-block
 ViT-Ti with a camera embedding too: its camera ids follow each rank's rows."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.multiprocessing as mp
 from tiny_runs import QUIET_RUN
 from unreid.config import load_config
 from unreid.engine import train
+from unreid.methods import METHODS
 from unreid.models import vit as vit_module
 
 WORLD = 2
@@ -68,35 +70,31 @@ def rank_main(rank: int, port: int, args: list[str], out: Path) -> None:
     train(load_config("demo", args), progress=False)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("method", "model"),
-    [("cluster_contrast", []), ("hhcl", []), ("cluster_contrast", VIT)],
-    ids=["cluster_contrast", "hhcl", "cluster_contrast-vit_tiny"],
-)
-def test_two_ranks_equal_one_process_with_bn_groups(
-    method, model, tiny_synthetic, tmp_path, monkeypatch
-):
-    spec = vit_module.VIT_SPECS["vit_tiny"]
-    monkeypatch.setitem(vit_module.VIT_SPECS, "vit_tiny", replace(spec, depth=2))
-    common = [*TINY, f"data.root={tiny_synthetic}", f"method={method}", *model]
-    single = tmp_path / "single"
-    single.mkdir()
-    monkeypatch.setattr("unreid.engine.recorder.RunRecorder.epoch", ORIGINAL_EPOCH)
-    keep_states(single, 0)
-    # one process, each half of the batch normalised alone (what each rank sees)
-    args = [*common, f"out_dir={tmp_path}", "name=single", "train.bn_group_size=16"]
-    train(load_config("demo", args), progress=False)
-    ddp = tmp_path / "ddp"
-    ddp.mkdir()
-    args = [*common, f"out_dir={tmp_path}", "name=ddp"]
-    mp.start_processes(
-        rank_main, args=(free_port(), args, ddp), nprocs=WORLD, join=True, start_method="fork"
-    )
-    ref = torch.load(single / "rank0.pt", weights_only=True)
-    ranks = [torch.load(ddp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
-    for key, value in ranks[0]["method"].items():  # every rank made the same memory updates
-        assert torch.equal(value, ranks[1]["method"][key]), key
+# What each method needs beyond its defaults to run here. CAP's inter-camera term from
+# the first epoch; SpCL UDA adapts from the second tiny set with domain-specific BN (with
+# one BN over both domains, a rank normalises its source and target rows together, which
+# no contiguous BN grouping of the one-process batch reproduces).
+EXTRA = {
+    "cap": ["cap.inter_start_epoch=0"],
+    "spcl_uda": ["data.source=synthetic", "model.dsbn=true"],
+}
+# ICE's extra views are not gathered across ranks: it refuses torchrun at load
+# (tests/methods/test_ice.py), so it has no DDP run to compare.
+DDP_METHODS = [m for m in sorted(METHODS) if m != "ice"]
+# Methods whose loss is not a mean of per-row terms over the batch, so a rank's loss on its
+# rows is not its share of one process's (stated in each method's doc, "Under DDP"); their
+# ranks must still agree with each other. Measured against one process with BN groups: model
+# weights' 99th-percentile difference 1.3e-3 (CAP), 9.2e-4 (GCL + SCL), against 6e-5 for
+# Cluster Contrast.
+DIFFERS = {
+    "cap": "its camera losses average per camera over the batch: a rank averages its own rows",
+    "gcl_scl": "its batch graph (Eq. 1-2) holds the batch's rows: a rank's graph holds its own",
+}
+EQUAL = [m for m in DDP_METHODS if m not in DIFFERS]
+
+
+def compare(ref: dict, ranks: list[dict]) -> None:
+    ranks_agree(ranks)  # every rank made the same steps and memory updates
     for part in ("model", "method"):
         diffs = []
         for key, value in ref[part].items():
@@ -117,41 +115,61 @@ def test_two_ranks_equal_one_process_with_bn_groups(
             assert d.max().item() < 5e-3, part
         else:
             assert q99 < 5e-3 and d.max().item() < 2e-2, (part, q99, d.max().item())
-    assert (tmp_path / "ddp" / "last.pth").is_file()  # rank 0 wrote the run folder
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["cap", "csa_hps", "gcl_scl", "spcl", "spcl_uda"])
-def test_every_other_method_trains_under_two_ranks(
-    method, tiny_synthetic, tiny_synthetic_b, tmp_path
+@pytest.mark.parametrize(
+    ("method", "model"),
+    [*((m, []) for m in EQUAL), ("cluster_contrast", VIT)],
+    ids=[*EQUAL, "cluster_contrast-vit_tiny"],
+)
+def test_two_ranks_equal_one_process_with_bn_groups(
+    method, model, tiny_synthetic, tiny_synthetic_b, tmp_path, monkeypatch
 ):
-    """Methods with batch-level extras or a source domain run under DDP; ranks stay identical."""
-    target = tiny_synthetic_b if method == "spcl_uda" else tiny_synthetic
-    extra = {
-        "cap": ["cap.inter_start_epoch=0"],
-        "spcl_uda": [
-            "data.source=synthetic",
-            f"data.source_root={tiny_synthetic}",
-            "model.dsbn=true",
-        ],
-    }.get(method, [])
-    args = [
-        *TINY,
-        f"data.root={target}",
-        f"method={method}",
-        *extra,
-        f"out_dir={tmp_path}",
-        "name=ddp",
-    ]
-    out = tmp_path / "states"
-    out.mkdir()
+    spec = vit_module.VIT_SPECS["vit_tiny"]
+    monkeypatch.setitem(vit_module.VIT_SPECS, "vit_tiny", replace(spec, depth=2))
+    extra = EXTRA.get(method, [])
+    if method == "spcl_uda":  # adapt from the first tiny set to the second
+        target, extra = tiny_synthetic_b, [*extra, f"data.source_root={tiny_synthetic}"]
+    else:
+        target = tiny_synthetic
+    common = [*TINY, f"data.root={target}", f"method={method}", *extra, *model]
+    single = tmp_path / "single"
+    single.mkdir()
+    monkeypatch.setattr("unreid.engine.recorder.RunRecorder.epoch", ORIGINAL_EPOCH)
+    keep_states(single, 0)
+    # one process, each half of the batch normalised alone (what each rank sees; with a
+    # source domain, each half of each domain's rows)
+    group = 8 if method == "spcl_uda" else 16
+    args = [*common, f"out_dir={tmp_path}", "name=single", f"train.bn_group_size={group}"]
+    train(load_config("demo", args), progress=False)
+    ranks = train_two_ranks(common, tmp_path)
+    ref = torch.load(single / "rank0.pt", weights_only=True)
+    compare(ref, ranks)
+
+
+def train_two_ranks(common: list[str], tmp_path: Path) -> list[dict]:
+    ddp = tmp_path / "ddp"
+    ddp.mkdir()
+    args = [*common, f"out_dir={tmp_path}", "name=ddp"]
     mp.start_processes(
-        rank_main, args=(free_port(), args, out), nprocs=WORLD, join=True, start_method="fork"
+        rank_main, args=(free_port(), args, ddp), nprocs=WORLD, join=True, start_method="fork"
     )
-    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    assert (tmp_path / "ddp" / "last.pth").is_file()  # rank 0 wrote the run folder
+    return [torch.load(ddp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def ranks_agree(ranks: list[dict]) -> None:
+    """DDP keeps every rank's weights and memories identical (BN statistics are per rank)."""
     for part in ("model", "method"):
         for key, value in ranks[0][part].items():
             if "running" in key or "num_batches" in key:
                 continue  # BatchNorm statistics follow each rank's share (DDP keeps rank 0's)
             assert torch.equal(value, ranks[1][part][key]), f"{part}.{key}"
-    assert (tmp_path / "ddp" / "last.pth").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(DIFFERS))
+def test_ranks_agree_where_two_ranks_differ_from_one_process(method, tiny_synthetic, tmp_path):
+    common = [*TINY, f"data.root={tiny_synthetic}", f"method={method}", *EXTRA.get(method, [])]
+    ranks_agree(train_two_ranks(common, tmp_path))

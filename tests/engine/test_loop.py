@@ -1,4 +1,4 @@
-"""End-to-end: the outer loop learns on a tiny synthetic set, checkpoints and resumes exactly."""
+"""End-to-end: the outer loop on a tiny synthetic set, its records and its method hooks."""
 
 from __future__ import annotations
 
@@ -31,17 +31,20 @@ def tiny_config(root: Path, out: Path, *extra: str):
     return cfg
 
 
-@pytest.mark.slow
-def test_unsupervised_training_raises_map(tiny_synthetic, tmp_path):
-    cfg = tiny_config(tiny_synthetic, tmp_path, "train.epochs=6", "train.iters=10", "eval.every=6")
+def test_a_run_records_every_epoch_and_keeps_what_inference_and_resume_need(
+    tiny_synthetic, tmp_path
+):
+    """The loop's records; that the run learns is test_learning's (against a null control)."""
+    cfg = tiny_config(
+        tiny_synthetic, tmp_path, "train.epochs=2", "train.iters=2", "eval.every=2",
+        "data.height=64", "data.width=32", "train.batch_size=16",
+    )  # fmt: skip
     summary = train(cfg, progress=False)
     records = [
         json.loads(x) for x in (Path(summary["run_dir"]) / "log.jsonl").read_text().split("\n") if x
     ]
-    before = records[0]["test"]["mAP"]
-    after = summary["final_test"]["mAP"]
-    assert records[0]["epoch"] == 0 and len(records) == 7
-    assert after > before + 0.08, (before, after)  # measured: +14 to +30 points over 3 seeds
+    assert [r["epoch"] for r in records] == [0, 1, 2]  # the untrained network's, then each epoch
+    assert "test" in records[0] and records[-1]["test"]["mAP"] == summary["final_test"]["mAP"]
     assert all(r["clusters"] >= 2 for r in records[1:])
     assert "pseudo_label_quality" in records[-1] and "val" in records[-1]
     assert (Path(summary["run_dir"]) / "best.pth").is_file()

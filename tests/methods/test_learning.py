@@ -20,8 +20,6 @@ from pathlib import Path
 import pytest
 
 from tiny_runs import TINY, TINY_B
-from unreid.config import load_config
-from unreid.engine import train
 from unreid.methods import METHODS
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -40,20 +38,10 @@ def test_the_recipes_run_on_the_suites_tiny_sets():
     assert set(lr.RECIPES) == set(METHODS), "every registered method needs a learning recipe"
 
 
-def final_map(method: str, seed: int, null: bool, target, source, out) -> float:
-    recipe = lr.RECIPES[method]
-    data = [f"data.root={target}"]
-    if recipe.source:
-        data += ["data.source=synthetic", f"data.source_root={source}"]
-    over = recipe.config_overrides(seed, lr.NULL_LR if null else None)
-    cfg = load_config(recipe.preset, [*over, *data, f"out_dir={out}"])
-    return train(cfg, progress=False)["final_test"]["mAP"]
-
-
 @pytest.mark.slow
 @pytest.mark.learning
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_method_beats_its_null_control(method, tiny_synthetic, tiny_synthetic_b, tmp_path):
+def test_method_beats_its_null_control(method, learning_runs):
     assert method in lr.RECIPES, f"register a learning recipe for {method!r} in learning_recipes.py"
     m = lr.measured(read_results(learning.LEARNING_RESULTS, learning.FIELDS), method)
     if len(m.gaps) < len(lr.SEEDS):  # SKIPPED with this reason in every run (-ra), never silent
@@ -64,7 +52,21 @@ def test_method_beats_its_null_control(method, tiny_synthetic, tiny_synthetic_b,
         f"{m.margin:.3f} over {len(m.gaps)} measured seeds (need {len(lr.SEEDS)}, all above): "
         f"run `python benchmarks/learning.py --methods {method}`"
     )
-    seed = lr.SEEDS[0]
-    trained = final_map(method, seed, False, tiny_synthetic, tiny_synthetic_b, tmp_path / "t")
-    null = final_map(method, seed, True, tiny_synthetic, tiny_synthetic_b, tmp_path / "n")
+    trained = learning_runs.get(method, "trained").mAP  # seed SEEDS[0], shared with
+    null = learning_runs.get(method, "null").mAP  # test_exact_resume (tests/learning_runs.py)
     assert trained - null > m.margin, (method, trained, null, m.margin)
+
+
+def test_the_margin_is_the_largest_of_its_three_terms_and_every_seed_must_clear_it():
+    # nulls 0.30, 0.32, 0.34, 0.36, 0.38: sample sd 0.0316 -> 2 sd = 0.0632
+    null = {s: 0.30 + 0.02 * s for s in range(5)}
+    # gaps 0.20, 0.21, 0.22, 0.23, 0.24: mean 0.22, sd 0.0158 -> mean - 3 sd = 0.1726
+    trained = {s: null[s] + 0.20 + 0.01 * s for s in range(5)}
+    m = lr.Measured(trained, null)
+    assert m.margin == pytest.approx(0.22 - 3 * 0.0158114, abs=1e-6) and m.holds
+    wide = lr.Measured({s: null[s] + g for s, g in enumerate([0.05, 0.4, 0.1, 0.45, 0.2])}, null)
+    assert wide.margin == pytest.approx(2 * 0.0316228, abs=1e-6)  # the null's term wins
+    assert wide.holds is False  # seed 0's gap of 0.05 is under 0.0632
+    flat = lr.Measured({s: null[s] + 0.01 for s in range(5)}, null)
+    assert flat.margin == pytest.approx(max(lr.MIN_MARGIN, 2 * 0.0316228)) and not flat.holds
+    assert not lr.Measured(dict(list(trained.items())[:4]), null).holds  # 4 of 5 seeds: not enough

@@ -10,7 +10,7 @@ from tiny_runs import TINY_RUN
 from unreid.config import load_config
 from unreid.engine import train
 
-# The tests/engine/test_loop.py budget: 96x48 images, ResNet-18 from random init.
+# The tests/engine/test_loop.py budget: 64x32 images, ResNet-18 from random init.
 
 
 @pytest.fixture(scope="session")
