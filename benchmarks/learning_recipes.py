@@ -68,7 +68,8 @@ RECIPES: dict[str, Recipe] = {
     "cluster_contrast": Recipe("demo"),
     "hhcl": Recipe("hhcl/demo"),
     "cap": Recipe("cap/demo"),
-    "gcl_scl": Recipe("gcl_scl/demo"),
+    # at 3 epochs one seed of five (+7.0) missed the margin its null's spread sets (7.6)
+    "gcl_scl": Recipe("gcl_scl/demo", epochs=4),
     "csa_hps": Recipe("csa_hps/demo"),
     "ice": Recipe("ice/demo"),
     "spcl": Recipe("spcl/demo"),
