@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,12 @@ from unreid.data.synthetic import generate_synthetic
 
 # Two cores: keep torch from oversubscribing when pytest runs alongside data workers.
 torch.set_num_threads(2)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pyproject's addopts run two pytest-xdist workers on the two cores: one torch thread
+    # each, whatever a run's train.threads asks the loop for, or four threads share two.
+    torch.set_num_threads(1)
+    _one_thread = torch.set_num_threads
+    torch.set_num_threads = lambda n: _one_thread(1)
 
 
 @pytest.fixture(scope="session")

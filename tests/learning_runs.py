@@ -27,6 +27,12 @@ import learning_recipes  # noqa: E402
 SEED = learning_recipes.SEEDS[0]  # the seed the tests run; the margins come from all of them
 
 
+def per_method(methods) -> list:
+    """`methods` as parameters whose tests share one pytest-xdist worker per method, so the
+    runs a method's tests read are trained once (`--dist loadgroup`, pyproject's addopts)."""
+    return [pytest.param(m, marks=pytest.mark.xdist_group(f"learning-{m}")) for m in methods]
+
+
 @dataclass(frozen=True)
 class Finished:
     folder: Path  # the run folder (last.pth, log.jsonl, ...)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from learning_runs import per_method
 from unreid.checkpoint import load_checkpoint
 from unreid.methods import list_methods
 
@@ -32,7 +33,7 @@ def tensors_equal(a, b, what: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("method", per_method(list_methods()))
 def test_resumed_run_equals_the_uninterrupted_one(method, learning_runs):
     straight = learning_runs.get(method, "trained").folder
     split = learning_runs.resumed(method)

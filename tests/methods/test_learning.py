@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from learning_runs import per_method
 from tiny_runs import TINY, TINY_B
 from unreid.methods import METHODS
 
@@ -40,7 +41,7 @@ def test_the_recipes_run_on_the_suites_tiny_sets():
 
 @pytest.mark.slow
 @pytest.mark.learning
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", per_method(sorted(METHODS)))
 def test_method_beats_its_null_control(method, learning_runs):
     assert method in lr.RECIPES, f"register a learning recipe for {method!r} in learning_recipes.py"
     m = lr.measured(read_results(learning.LEARNING_RESULTS, learning.FIELDS), method)
