@@ -62,15 +62,19 @@ def one_process(args: argparse.Namespace, x: torch.Tensor, device: torch.device)
             lambda m=method: cluster_features_at(x, [args.eps], k1=args.k1, k2=args.k2, knn=m),
             device,
         )
-        row = {"method": method, "knn_s": round(knn_s, 2), "labels_s": round(total_s, 2)}
+        # three significant digits: a tiny input's milliseconds are not rounded to 0
+        row = {
+            "method": method,
+            "knn_s": float(f"{knn_s:.3g}"),
+            "labels_s": float(f"{total_s:.3g}"),
+        }
         if first is None:
-            first = (idx, labels.labels)
+            first = (idx, labels.labels, knn_s, total_s)
         else:
             row["rows_differing"] = int((idx != first[0]).any(axis=1).sum())
             row["labels_equal"] = bool(np.array_equal(labels.labels, first[1]))
-            # three significant digits: a slow method's ratio is small, never rounded to 0
-            row["knn_speedup"] = float(f"{rows[0]['knn_s'] / knn_s:.3g}")
-            row["labels_speedup"] = float(f"{rows[0]['labels_s'] / total_s:.3g}")
+            row["knn_speedup"] = float(f"{first[2] / knn_s:.3g}")  # from the unrounded times
+            row["labels_speedup"] = float(f"{first[3] / total_s:.3g}")
         row["clusters"] = labels.num_clusters
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -32,7 +32,7 @@ TINY_RUN = [
     "cluster.k2=3",
     "train.batch_size=32",
     "train.num_instances=4",
-    "train.threads=2",
+    "train.threads=1",  # the suite's two xdist workers share the two cores; so do subprocesses
 ]
 # ... on the CPU, with no validation split, no evaluation before the last epoch, no best.pth
 QUIET_RUN = [
