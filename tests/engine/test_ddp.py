@@ -83,9 +83,7 @@ EXTRA = {
 DDP_METHODS = [m for m in sorted(METHODS) if m != "ice"]
 # Methods whose loss is not a mean of per-row terms over the batch, so a rank's loss on its
 # rows is not its share of one process's (stated in each method's doc, "Under DDP"); their
-# ranks must still agree with each other. Measured against one process with BN groups: model
-# weights' 99th-percentile difference 1.3e-3 (CAP), 9.2e-4 (GCL + SCL), against 6e-5 for
-# Cluster Contrast.
+# ranks must still agree with each other (against one process they miss compare()'s bounds).
 DIFFERS = {
     "cap": "its camera losses average per camera over the batch: a rank averages its own rows",
     "gcl_scl": "its batch graph (Eq. 1-2) holds the batch's rows: a rank's graph holds its own",

@@ -150,7 +150,7 @@ def test_select_best_on_val_without_a_validation_split_says_so(tiny_synthetic, t
 
 
 def test_bf16_autocast_runs_end_to_end_on_cpu(tiny_synthetic, tmp_path):
-    # 32x16: bf16 convolutions are emulated on CPUs without bf16 units (3-4x the fp32 time)
+    # 32x16: bf16 convolutions are emulated on CPUs without bf16 units, and slow
     cfg = config(
         tiny_synthetic, tmp_path, "train.epochs=1", "train.amp=bf16", "eval.every=1",
         "data.height=32", "data.width=16",
