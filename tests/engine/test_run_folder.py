@@ -150,11 +150,12 @@ def test_select_best_on_val_without_a_validation_split_says_so(tiny_synthetic, t
 
 
 def test_bf16_autocast_runs_end_to_end_on_cpu(tiny_synthetic, tmp_path):
-    # 32x16: bf16 convolutions are emulated on CPUs without bf16 units, and slow
-    cfg = config(
-        tiny_synthetic, tmp_path, "train.epochs=1", "train.amp=bf16", "eval.every=1",
-        "data.height=32", "data.width=16",
-    )  # fmt: skip
+    # The tiny runs' 64x32, not smaller: on CPUs with AMX (Sapphire Rapids), torch 2.14's
+    # oneDNN bf16 convolution over ResNet-18 layer3's 4x2 map of a 32x16 input returns
+    # different values from call to call on the same input, NaN at times (capping oneDNN
+    # at ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 makes it deterministic); from 64x32 up the
+    # same check finds no difference.
+    cfg = config(tiny_synthetic, tmp_path, "train.epochs=1", "train.amp=bf16", "eval.every=1")
     summary = train(cfg, progress=False)
     ckpt = load_checkpoint(tmp_path / "r" / "last.pth")
     assert all(v.dtype in (torch.float32, torch.int64) for v in ckpt["model"].values())

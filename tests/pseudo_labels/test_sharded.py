@@ -79,7 +79,10 @@ def ranks(tmp_path_factory) -> list[dict]:
 
 def test_each_rank_holds_the_one_process_neighbour_lists(ranks) -> None:
     x = features()
-    s = x.astype(np.float64) @ x.astype(np.float64).T
+    # float64 sums in one fixed order for every pair, so a duplicate's similarities tie
+    # exactly (a BLAS product may sum edge columns in another order: 1e-16 apart)
+    x64 = x.astype(np.float64)
+    s = sum(np.outer(x64[:, d], x64[:, d]) for d in range(DIM))
     np.fill_diagonal(s, np.inf)
     brute = np.lexsort((np.broadcast_to(np.arange(N), s.shape), -s), axis=1)[:, :DEPTH]
     one_sims, one_idx = knn_search(x, DEPTH, method="torch_bf16")

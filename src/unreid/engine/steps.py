@@ -135,14 +135,16 @@ def gathered(run: TrainingRun, batch: Batch) -> Batch:
     """The step's batch as one process holds it: detached, every rank's rows in order.
 
     Alone, the batch itself (its `extras` kept for the update). Under DDP the
-    rows of all ranks; `extras` are per-rank and dropped, so methods recompute
-    what they need from the gathered rows.
+    rows of all ranks, with the method's per-row extras (`Method.row_extras`)
+    gathered alongside; other extras are per-rank and dropped, so methods
+    recompute what they need from the gathered rows.
     """
     if not run.ctx.distributed:
         batch.features = batch.features.detach()
         return batch
-    (x, y, cams, idx), sources = run.ctx.all_gather_batch(
+    keys = [k for k in run.method.row_extras if k in batch.extras]
+    (x, y, cams, idx, *rows), sources = run.ctx.all_gather_batch(
         batch.features, batch.targets, batch.cameras, batch.indexes,
-        source_count=batch.source_count,
+        *(batch.extras[k].detach() for k in keys), source_count=batch.source_count,
     )  # fmt: skip
-    return Batch(x, y, cams, idx, source_count=sources)
+    return Batch(x, y, cams, idx, extras=dict(zip(keys, rows, strict=True)), source_count=sources)

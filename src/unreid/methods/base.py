@@ -69,6 +69,10 @@ class Method(nn.Module):
     # first is the one the model trains on, the others reach `losses` as `Batch.views`.
     # Empty: the data's one train transform (every method but ICE).
     views: tuple[str, ...] = ()
+    # `Batch.extras` keys holding one value per row that `update_memories` reads: under
+    # DDP they are gathered with the rows (the others are per-rank and dropped), so the
+    # update sees what one process's forward computed, not a recomputation after the step.
+    row_extras: tuple[str, ...] = ()
 
     def bind_model(self, model: nn.Module) -> None:
         """The model being trained, given once by the engine right after the method is built.

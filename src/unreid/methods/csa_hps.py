@@ -102,6 +102,8 @@ class CSAHPSConfig:
 
 class CSAHPS(Method):
     name = "csa_hps"
+    # HPS picks the most dispersed instance as the forward pass saw it (before the step)
+    row_extras = ("dispersion",)
 
     def __init__(self, cfg: CSAHPSConfig, feature_dim: int) -> None:
         super().__init__()
