@@ -72,6 +72,20 @@ def test_resume_config_prefers_the_checkpoint(tmp_path):
         resume_config(tmp_path / "empty", None, [])
 
 
+def test_a_run_saved_before_fused_optimizer_existed_resumes_with_the_loop(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = load_config("demo").to_dict()
+    assert saved["train"]["fused_optimizer"] is True  # new runs: the fused kernel
+    assert resume_config(run, {"config": saved}, []).train.fused_optimizer is True
+    del saved["train"]["fused_optimizer"]  # as every run before the key was written
+    assert resume_config(run, {"config": saved}, []).train.fused_optimizer is False
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert resume_config(run, None, []).train.fused_optimizer is False
+    with pytest.raises(ConfigError, match=r"train\.fused_optimizer: cannot be changed"):
+        resume_config(run, None, ["train.fused_optimizer=true"])
+
+
 def test_changed_keys_ignore_resumable_ones():
     a = load_config("demo")
     b = load_config("demo", ["train.epochs=20", "train.lr=0.01", "cluster.eps=0.5"])

@@ -128,11 +128,21 @@ def resume_config(run_dir: Path, checkpoint: dict | None, overrides: list[str]) 
                 f"--resume {run_dir}: neither last.pth nor config.yaml is there"
             )
         saved, origin = yaml.safe_load(config_path.read_text()), str(config_path)
+    saved = runs_before_fused_optimizer(saved)
     cfg = config_from_dict(saved, origin=origin, overrides=allowed)
     if len(allowed) < len(overrides):
         refuse_other_values(saved, origin, cfg, overrides)
     cfg.out_dir, cfg.name = str(run_dir.parent), run_dir.name
     return cfg
+
+
+def runs_before_fused_optimizer(saved: dict) -> dict:
+    """A run saved before `train.fused_optimizer` existed stepped with torch's default
+    optimizer loop: it resumes with that loop, so its steps stay what they were."""
+    train = saved.get("train") if isinstance(saved, dict) else None
+    if not isinstance(train, dict) or "fused_optimizer" in train:
+        return saved
+    return {**saved, "train": {**train, "fused_optimizer": False}}
 
 
 def refuse_other_values(saved: dict, origin: str, cfg: Config, overrides: list[str]) -> None:

@@ -243,6 +243,11 @@ class TrainConfig:
     # PCL-CLIP: momentum 0.9).
     optimizer: str = "adam"
     momentum: float = 0.9
+    # torch's fused kernel for the optimizer step (on CPU and CUDA): the same update to
+    # float rounding, 5x faster than the per-tensor loop on CPU. false: torch's default
+    # (that loop on CPU, foreach on CUDA), what the reference codes ran. A run saved
+    # before this key existed resumes with the default it trained with.
+    fused_optimizer: bool = True
     # "step" (x gamma every step_size epochs) or "cosine": from lr down to
     # lr x min_lr_factor over train.epochs; the warm-up multiplies either.
     scheduler: str = "step"

@@ -38,14 +38,47 @@ def group_names(optimizer: torch.optim.Optimizer, module: nn.Module) -> list[set
     return [{name_of[id(p)] for p in g["params"]} for g in optimizer.param_groups]
 
 
-def test_default_is_the_one_group_adam_the_runs_always_had():
+def test_default_is_the_one_group_adam_the_runs_always_had_in_the_fused_kernel():
     model = TinyViT()
     cfg = TrainConfig()
     built = build_optimizer(model.named_parameters(), cfg)
-    before = torch.optim.Adam(list(model.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    before = torch.optim.Adam(
+        list(model.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+    )
     assert type(built) is torch.optim.Adam and len(built.param_groups) == 1
     assert built.state_dict() == before.state_dict()  # same groups, same settings, same order
     assert [id(p) for p in built.param_groups[0]["params"]] == [id(p) for p in model.parameters()]
+    loop = build_optimizer(model.named_parameters(), TrainConfig(fused_optimizer=False))
+    plain = torch.optim.Adam(list(model.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    assert loop.state_dict() == plain.state_dict()  # false: torch's default, as before
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_fused_steps_equal_the_loop_to_float_rounding_and_share_its_state(optimizer):
+    torch.manual_seed(0)
+    models = [TinyViT() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    start = {k: v.clone() for k, v in models[0].state_dict().items()}
+    opts = [
+        build_optimizer(m.named_parameters(), TrainConfig(optimizer=optimizer, fused_optimizer=f))
+        for m, f in zip(models, (False, True), strict=True)
+    ]
+    x = torch.randn(8, 5, 4)
+    for step in range(20):
+        for m, opt in zip(models, opts, strict=True):
+            opt.zero_grad()
+            loss = (m.head(m.norm(x + m.pos_embed)) ** 2).mean() + m.proj(x).abs().mean()
+            (loss + (m.cls_token.sum() + m.side.camera_embed.sum()) ** 2).backward()
+            opt.step()
+        if step == 9:  # the loop's state continues in the fused kernel, and back
+            a, b = (o.state_dict() for o in opts)
+            opts[0].load_state_dict(b)
+            opts[1].load_state_dict(a)
+    moved = 0.0
+    for (name, p), q in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+        moved = max(moved, (p - start[name]).abs().max().item())
+    assert moved > 1e-3  # the parameters did move
 
 
 def test_sgd_takes_momentum_lr_and_weight_decay_from_the_config():

