@@ -157,7 +157,11 @@ def learning_table(spec: TableSpec) -> str:
 
     lines = read_results(spec.results, FIELDS)
     current = {(m, r.key()) for m, r in RECIPES.items()}
-    used = [r for r in lines if (r["method"], r["recipe"]) in current]
+    newest = {}  # what the table shows: the newest run per (method, seed, control), as measured()
+    for r in sorted(lines, key=lambda r: r["finished"]):
+        if (r["method"], r["recipe"]) in current:
+            newest[r["method"], r["seed"], r["control"]] = r
+    used = sorted(newest.values(), key=lambda r: r["finished"])
     return f"{provenance(spec, used)}\n\n{report(lines, sorted(RECIPES))}\n"
 
 

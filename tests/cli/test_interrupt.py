@@ -3,14 +3,12 @@ traceback; the same command line with `--resume RUN` added then continues the ru
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
+import forked_cli
 from tiny_runs import QUIET_RUN
 from unreid.checkpoint import TRAINING, load_checkpoint, save_checkpoint
 from unreid.cli import main
@@ -58,26 +56,17 @@ def test_ctrl_c_says_what_was_kept_and_the_same_line_with_resume_continues(
     run = tmp_path / "run"
     line = ["train", "--config", "demo", "--no-progress", "--out", str(run), *TINY]
     line.append(f"data.root={tiny_synthetic}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "unreid", *line]
-    # A shell that started pytest in the background ignores SIGINT, and a child inherits
-    # that (Python then installs no Ctrl-C handler): give the child the default back.
-    proc = subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    # a process of its own (forked from this one: tests/forked_cli.py), Ctrl-C as a shell
+    # delivers it: SIGINT, which Python turns into KeyboardInterrupt
+    proc = forked_cli.Child(line)
     try:
         deadline = time.time() + 500
         while not (run / "last.pth").is_file() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=300)
+        err = proc.wait(timeout=300).stderr
     finally:
-        proc.kill()  # nothing when it ended; a run that ignored Ctrl-C does not outlive the test
-    err = err.decode()
+        proc.send_signal(signal.SIGKILL)  # nothing when it ended; a run that ignored Ctrl-C dies
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
@@ -85,7 +74,6 @@ def test_ctrl_c_says_what_was_kept_and_the_same_line_with_resume_continues(
     assert last.endswith(f"resume with: unreid train --resume {run}"), last
     kept = load_checkpoint(run / "last.pth")["state"]["epoch"]
     # the interrupted command line, --resume added, a shorter budget: accepted
-    again = [*command, "--resume", str(run), f"train.epochs={kept + 1}"]
-    done = subprocess.run(again, env=env, capture_output=True, text=True, timeout=600)
+    done = forked_cli.run([*line, "--resume", str(run), f"train.epochs={kept + 1}"])
     assert done.returncode == 0, done.stderr[-2000:]
     assert load_checkpoint(run / "last.pth")["state"]["epoch"] == kept + 1

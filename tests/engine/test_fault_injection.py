@@ -1,19 +1,19 @@
-"""A real training process SIGKILLed at random points (extraction, clustering, mid-epoch,
-while writing a checkpoint), each resume killed again at the next point, ends with the
-uninterrupted run's weights: one run folder survives four kills in a row."""
+"""A training process SIGKILLed at random points (extraction, clustering, mid-epoch, while
+writing a checkpoint), each resume killed again at the next point, ends with the
+uninterrupted run's weights: one run folder survives four kills in a row. Each `unreid`
+command is a process of its own, forked from the test's (tests/forked_cli.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import forked_cli
 from tiny_runs import QUIET_RUN
 from unreid.checkpoint import load_checkpoint
 
@@ -24,17 +24,12 @@ EPOCHS = 2
 PER_EPOCH = {"extract": 7, "cluster": 1, "step": 2, "checkpoint": 1}
 
 
-def unreid(*args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+def unreid(*args: str, kill_at: str | None = None) -> forked_cli.Finished:
+    """`unreid ARGS` in a process of its own (forked: tests/forked_cli.py)."""
     env = {k: v for k, v in os.environ.items() if k != "UNREID_KILL_AT"}
     if kill_at:
         env["UNREID_KILL_AT"] = kill_at
-    return subprocess.run(
-        [sys.executable, "-m", "unreid", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return forked_cli.run(list(args), env)
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:

@@ -142,33 +142,30 @@ def test_gcl_scl_clusters_refined_features_in_the_loop(tiny_synthetic, tmp_path,
     assert -1 <= diag["memory_start_cosine"] <= 1 and "refined_memory_start_cosine" in diag
 
 
-def test_csa_hps_runs_in_the_loop(tiny_synthetic, tmp_path):
-    cfg = tiny_config(tiny_synthetic, tmp_path, "method=csa_hps", "train.epochs=1", "train.iters=2")
-    summary = train(cfg, progress=False)
-    ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pth")
+# These read the method's learning run (tests/learning_runs.py), trained once for the
+# learning and exact-resume tests, on the worker that runs those (`xdist_group`).
+@pytest.mark.xdist_group("learning-csa_hps")
+def test_csa_hps_runs_in_the_loop(learning_runs):
+    run = learning_runs.get("csa_hps", "trained").folder
+    ckpt = load_checkpoint(run / "last.pth")
     assert "saa.query" in ckpt["method"] and ckpt["method"]["memory.bank"].shape[1] == 512
-    (record,) = [r for r in logged(summary) if "diagnostics" in r]
-    assert 0 <= record["diagnostics"]["impure_fraction"] <= 1
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    impure = [r["diagnostics"]["impure_fraction"] for r in records if "diagnostics" in r]
+    assert len(impure) == len(records) and all(0 <= f <= 1 for f in impure)  # every epoch
 
 
-def test_cap_adds_the_inter_camera_term_from_its_epoch(tiny_synthetic, tmp_path):
-    cfg = tiny_config(
-        tiny_synthetic,
-        tmp_path,
-        "method=cap",
-        "cap.inter_start_epoch=1",
-        "train.epochs=2",
-        "train.iters=2",
-        "eval.every=10",
-    )
-    summary = train(cfg, progress=False)
-    records = [
-        json.loads(x) for x in (Path(summary["run_dir"]) / "log.jsonl").read_text().splitlines()
-    ]
+@pytest.mark.xdist_group("learning-cap")
+def test_cap_adds_the_inter_camera_term_from_its_epoch(learning_runs):
+    run = learning_runs.get("cap", "trained").folder  # cap/demo: inter_start_epoch=2
+    assert load_config("cap/demo").cap.inter_start_epoch == 2
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     losses = [r["losses"] for r in records if "losses" in r]
-    assert set(losses[0]) == {"cluster_nce", "intra_camera"}
-    assert set(losses[1]) == {"cluster_nce", "intra_camera", "inter_camera"}
-    ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pth")
+    assert [set(x) for x in losses] == [
+        {"cluster_nce", "intra_camera"},
+        {"cluster_nce", "intra_camera"},
+        {"cluster_nce", "intra_camera", "inter_camera"},
+    ]
+    ckpt = load_checkpoint(run / "last.pth")
     assert ckpt["method"]["proxies.rows.bank"].shape[0] >= ckpt["method"]["memory.bank"].shape[0]
 
 

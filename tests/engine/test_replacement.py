@@ -5,12 +5,12 @@ a SIGKILL); a run that stopped before its first checkpoint does not block its fo
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 
+import forked_cli
 from tiny_runs import QUIET_RUN
 from unreid.checkpoint import load_checkpoint
 from unreid.config import load_config
@@ -31,12 +31,20 @@ def files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.fixture(scope="module")
+def finished_once(tiny_synthetic, tmp_path_factory) -> Path:
+    """A finished run with its report, as a user leaves it (trained once for the module)."""
+    out = tmp_path_factory.mktemp("finished")
+    train(config(tiny_synthetic, out), progress=False)
+    write_report(out / "r")
+    assert {"last.pth", "log.jsonl", "report.html"} <= set(files(out / "r"))
+    return out / "r"
+
+
 @pytest.fixture
-def finished(tiny_synthetic, tmp_path) -> Path:
-    """A finished run with its report, as a user leaves it."""
-    train(config(tiny_synthetic, tmp_path), progress=False)
-    write_report(tmp_path / "r")
-    assert {"last.pth", "log.jsonl", "report.html"} <= set(files(tmp_path / "r"))
+def finished(finished_once, tmp_path) -> Path:
+    """This test's copy of the finished run, at `tmp_path / "r"` (where `config` writes)."""
+    shutil.copytree(finished_once, tmp_path / "r")
     return tmp_path / "r"
 
 
@@ -128,11 +136,8 @@ def test_a_sigkilled_overwrite_leaves_the_old_run_to_the_next_command(finished, 
     before = files(finished)
     args = ["train", "--config", "demo", "--no-progress", *TINY, f"data.root={tiny_synthetic}"]
     args += ["--out", str(finished)]
-    env = {**os.environ, "UNREID_KILL_AT": "step:1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    killed = subprocess.run(
-        [sys.executable, "-m", "unreid", *args, "--overwrite", "train.seed=9"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    env = {**os.environ, "UNREID_KILL_AT": "step:1"}
+    killed = forked_cli.run([*args, "--overwrite", "train.seed=9"], env)  # a process of its own
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert aside_path(finished).exists()  # nobody could put it back yet
     with pytest.raises(RunFolderError, match="already holds a run"):

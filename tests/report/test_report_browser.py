@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from headless_browser import file_url, find_chromium, visit
 
+# both report modules' tests on one xdist worker: conftest's demo-like run trains once
+pytestmark = pytest.mark.xdist_group("report")
+
 SCREENSHOT = Path("/tmp/report_screenshot.png")
 
 

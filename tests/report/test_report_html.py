@@ -19,6 +19,9 @@ from unreid.report.clusters import cluster_views, purity
 from unreid.report.rankings import pick_queries, rank_queries
 from unreid.report.runlog import read_log
 
+# both report modules' tests on one xdist worker: conftest's demo-like run trains once
+pytestmark = pytest.mark.xdist_group("report")
+
 
 def brute_ranking(dist_row, q, gallery):
     """The protocol from its definition: drop same id + same camera and junk, sort by distance."""
