@@ -163,11 +163,16 @@ def logged(out: Path, row: str) -> dict[int, tuple[float, float]]:
 
 
 @pytest.mark.slow
-def test_end_to_end_table_equals_the_run_folders(tiny_synthetic, tmp_path, capsys, results_file):
+def test_end_to_end_table_equals_the_run_folders_and_rows_start_from_the_pretraining(
+    tiny_synthetic, tiny_synthetic_b, tmp_path, capsys, results_file
+):
+    """One real benchmark: the pretrained regime (the random regime's path plus the
+    pretraining run every row starts from), two rows, two seeds, two jobs."""
     out = tmp_path / "out"
-    budget = [*QUIET_RUN, "train.threads=1", "train.epochs=1", "train.iters=2"]
-    cmd = [sys.executable, str(BENCH / "methods.py"), "--rows", "cc", "hhcl", "--seeds", "0"]
-    cmd += ["1", "--jobs", "2", "--out", str(out), "--data-a", str(tiny_synthetic)]
+    budget = [*QUIET_RUN, "eval.at_start=true", "train.epochs=1", "train.iters=2"]
+    cmd = [sys.executable, str(BENCH / "methods.py"), "--regime", "pretrained"]
+    cmd += ["--rows", "cc", "hhcl", "--seeds", "0", "1", "--jobs", "2", "--out", str(out)]
+    cmd += ["--data-a", str(tiny_synthetic), "--data-p", str(tiny_synthetic_b)]
     cmd += ["--markdown", "--set", *budget]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -178,26 +183,42 @@ def test_end_to_end_table_equals_the_run_folders(tiny_synthetic, tmp_path, capsy
     def pm(values: list[float], sign: str = "") -> str:
         return f"{100 * statistics.mean(values):{sign}.1f} ± {100 * statistics.stdev(values):.1f}"
 
-    for label, runs in (("Cluster Contrast", cc), ("HHCL", hhcl)):
+    for label, runs, name in (("Cluster Contrast", cc, "cc"), ("HHCL", hhcl, "hhcl")):
+        starts = []  # mAP at start: each run's epoch 0, the pretrained weights on set A
+        for seed in (0, 1):
+            log = next(out.glob(f"{name}-*/seed{seed}/log.jsonl")).read_text().splitlines()
+            assert json.loads(log[0])["epoch"] == 0
+            starts.append(json.loads(log[0])["test"]["mAP"])
         assert rows[label][1:5] == [
             "2",
-            "–",  # no epoch-0 evaluation under QUIET_RUN
+            f"{100 * statistics.mean(starts):.1f}",
             pm([m for m, _ in runs.values()]),
             pm([r1 for _, r1 in runs.values()]),
         ]
     diffs = [hhcl[s][0] - cc[s][0] for s in (0, 1)]
     assert rows["HHCL"][5:7] == [pm(diffs, "+"), f"{sum(d > 0 for d in diffs)}/2"]
     assert "vary train.seed" in done.stdout
-    kept = read_results(results_file)  # one line per run, with what the table shows
-    pairs = sorted((r["row"], r["seed"]) for r in kept)
-    assert pairs == [(n, s) for n in ("cc", "hhcl") for s in (0, 1)]
-    for r in kept:
-        assert (r["mAP"], r["rank1"]) == {"cc": cc, "hhcl": hhcl}[r["row"]][r["seed"]]
-        assert r["regime"] == "random" and r["role"] == "row" and r["commit"] != ""
-        assert not any(o.startswith(("data.root=", "train.seed=")) for o in r["overrides"])
+    assert "trained with true identities on synthetic set P" in done.stdout
+    # the pretraining: once, with the true identities of set P; every row starts from it
+    (pretrained,) = out.glob("pretrain-*/seed*")
+    pre = yaml.safe_load((pretrained / "config.yaml").read_text())
+    assert pre["train"]["ground_truth"] is True
+    assert Path(pre["data"]["root"]) == tiny_synthetic_b.resolve()
     for seed in (0, 1):  # each run trained with its own seed, under the benchmark's budget
-        config = next(out.glob(f"hhcl-*/seed{seed}/config.yaml")).read_text()
-        assert f"seed: {seed}" in config and "iters: 2" in config
+        for name in ("cc", "hhcl"):
+            cfg = yaml.safe_load(next(out.glob(f"{name}-*/seed{seed}/config.yaml")).read_text())
+            assert cfg["model"]["pretrained"] == str(pretrained / "last.pth")
+            assert not cfg["train"].get("ground_truth")  # the rows themselves are unsupervised
+            assert (cfg["train"]["seed"], cfg["train"]["iters"]) == (seed, 2)
+    kept = read_results(results_file)  # one line per run, with what the table shows
+    rows_kept = sorted((r["row"], r["seed"]) for r in kept if r["role"] == "row")
+    assert rows_kept == [(n, s) for n in ("cc", "hhcl") for s in (0, 1)]
+    assert [r["row"] for r in kept if r["role"] == "pretraining"] == ["pretrain"]
+    for r in kept:
+        assert r["regime"] == "pretrained" and r["commit"] != ""
+        assert not any(o.startswith(("data.root=", "train.seed=")) for o in r["overrides"])
+        if r["role"] == "row":
+            assert (r["mAP"], r["rank1"]) == {"cc": cc, "hhcl": hhcl}[r["row"]][r["seed"]]
     assert bm.main(cmd[2:]) == 0  # again, in this process: every run is read back
     again = capsys.readouterr()
     assert "4 of 4 runs already finished" in again.err and again.out == done.stdout
@@ -227,32 +248,6 @@ def test_rows_do_not_start_when_pretraining_fails(monkeypatch, tmp_path, capsys)
     assert bm.main(argv) == 1
     assert launched == ["pretrain"]
     assert "pretraining on set P failed" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_pretrained_regime_starts_every_row_from_the_pretraining_run(
-    tiny_synthetic, tiny_synthetic_b, tmp_path
-):
-    out = tmp_path / "out"
-    budget = [*QUIET_RUN, "eval.at_start=true", "train.epochs=1", "train.iters=2"]
-    cmd = [sys.executable, str(BENCH / "methods.py"), "--regime", "pretrained", "--rows", "cc"]
-    cmd += ["--seeds", "0", "--out", str(out), "--data-a", str(tiny_synthetic)]
-    cmd += ["--data-p", str(tiny_synthetic_b), "--markdown", "--set", *budget]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (pretrained,) = out.glob("pretrain-*/seed0")
-    pre = yaml.safe_load((pretrained / "config.yaml").read_text())
-    assert pre["train"]["ground_truth"] is True
-    assert Path(pre["data"]["root"]) == tiny_synthetic_b.resolve()
-    (run,) = out.glob("cc-*/seed0")
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    assert cfg["model"]["pretrained"] == str(pretrained / "last.pth")
-    assert not cfg["train"].get("ground_truth")  # the rows themselves are unsupervised
-    start = json.loads((run / "log.jsonl").read_text().splitlines()[0])
-    assert start["epoch"] == 0
-    row = table_rows(done.stdout)["Cluster Contrast"]
-    assert row[2] == f"{100 * start['test']['mAP']:.1f}"  # mAP at start: the row's epoch 0
-    assert "trained with true identities on synthetic set P" in done.stdout
 
 
 def test_a_row_that_sets_model_arch_starts_from_its_own_arch_pretraining(
