@@ -25,7 +25,8 @@ first arch's, configuration by configuration. `--baseline-only` skips "all on"
 (the CPU comparison of architectures).
 
 Rows: "baseline" = fp32 (TF32 off), channels-first, per-image PIL decode and
-augmentation in loader workers, BatchNorm over the whole batch, eager; "all
+augmentation in loader workers, BatchNorm over the whole batch, eager, torch's
+default Adam loop (not train.fused_optimizer's fused kernel); "all
 on" = the switches given (defaults: every speed-up but compile); `--each`
 adds one row per single switch on top of the baseline. `--no-device-augment`
 with the decoded cache trains on the cached bytes unaugmented (the loader's
@@ -84,6 +85,7 @@ class Switches:
     bn_group_size: int = 0
     compile: bool = False
     tf32: bool = False
+    fused_optimizer: bool = False  # torch's per-tensor Adam loop (CPU; foreach on CUDA)
 
 
 BASELINE = Switches()
@@ -117,6 +119,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--bn-group-size", type=int, help="images per BN group (default 64; small 8)")
     ap.add_argument("--compile", action=on, default=False)
     ap.add_argument("--tf32", action=on, default=True)
+    ap.add_argument("--fused-optimizer", action=on, default=True)
     ap.add_argument("--each", action="store_true", help="also one row per single switch")
     ap.add_argument("--baseline-only", action="store_true", help="only the all-off row per arch")
     args = ap.parse_args()
@@ -230,7 +233,8 @@ def run_config(name: str, sw: Switches, args, data, device, arch: str) -> dict[s
         loader = DataLoader(train_set, batch_sampler=sampler, **loader_kw)
         augment = DeviceAugment(h, w)
         gen = torch.Generator(device).manual_seed(0)
-        optimizer = torch.optim.Adam(model.parameters(), lr=3.5e-4, weight_decay=5e-4)
+        fused = True if sw.fused_optimizer else None  # as train.fused_optimizer
+        optimizer = torch.optim.Adam(model.parameters(), lr=3.5e-4, weight_decay=5e-4, fused=fused)
         sync(device)
         started = clock = time.perf_counter()
         for step, (images, indexes) in enumerate(loader):
@@ -279,7 +283,7 @@ def main() -> None:
     train, query, gallery, gen_s = data
     chosen = Switches(
         args.amp, args.channels_last, args.device_augment and args.decoded_cache,
-        args.decoded_cache, args.bn_group_size, args.compile, args.tf32,
+        args.decoded_cache, args.bn_group_size, args.compile, args.tf32, args.fused_optimizer,
     )  # fmt: skip
     configs = [("baseline", BASELINE)] + ([] if args.baseline_only else [("all on", chosen)])
     if args.each:
