@@ -100,7 +100,7 @@ def run_epochs(
         features = extract(run.model, data.train, f"extract {epoch + 1}")
         # 2. pseudo labels on the method's view of the features (-1 = outlier, sits out)
         labels = cluster(cfg, run, epoch, features, data)
-        recorder.pseudo_labels(epoch, labels, data.train)
+        recorder.pseudo_labels(epoch, labels, data.train, data.dataset.camera_names)
         losses: dict[str, float] = {}
         if usable(cfg, labels, epoch):  # a degenerate clustering stops or skips the epoch
             # 3. memories from this epoch's clusters (and, adapting, the source classes)
