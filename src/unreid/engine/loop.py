@@ -55,6 +55,7 @@ def train(
     seed_everything(cfg.train.seed)
     ctx = DistContext.from_env(resolve_device(cfg.train.device))
     plan = loader_plan(cfg, ctx)  # before any folder or data: it may refuse the sampler
+    cfg = replace(cfg, data=cfg.data.with_absolute_roots())  # saved so: resumable from anywhere
     recorder = RunRecorder(cfg, resume, overwrite, main=ctx.is_main())  # never clobbers a run
     data = load_training_data(cfg, progress and ctx.is_main())
     # a small set clusters with k1 scaled to it; the recorder keeps the config as given
