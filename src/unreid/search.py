@@ -87,10 +87,11 @@ def save_features(out: str | Path, fs: FeatureSet) -> list[Path]:
         listing.write_text(json.dumps({"files": fs.files, **fs.meta}, indent=1))
         return [out, listing]
     import torch
-    from safetensors.torch import save_file
+
+    from unreid.checkpoint import save_safetensors
 
     metadata = {"files": json.dumps(fs.files), "meta": json.dumps(fs.meta)}
-    save_file({"features": torch.from_numpy(features)}, str(out), metadata=metadata)
+    save_safetensors(out, {"features": torch.from_numpy(features)}, metadata=metadata)
     return [out]
 
 
