@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import select
 import sys
 
 from unreid.cli import demo, evaluate, export, extract, listing, report, search, synth, train
@@ -77,14 +79,48 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     _setup_logging(args.verbose)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # what is still buffered: a reader that left shows here, not at exit
+        return code
+    except BrokenPipeError as err:
+        if _stdout_gone():  # `unreid presets | head -1`: the reader has all it wanted
+            return _quiet_sigpipe_exit()
+        return _failed(args, err)
     except (ConfigError, OSError, ValueError, RuntimeError) as err:
-        if args.verbose:
-            raise
-        print(f"unreid: error: {err}", file=sys.stderr)
-        return 2
+        return _failed(args, err)
     except KeyboardInterrupt:  # `train` says what it kept; elsewhere there is nothing to keep
         if args.verbose:
             raise
         print("\nunreid: interrupted", file=sys.stderr)
         return 130
+
+
+def _failed(args: argparse.Namespace, err: Exception) -> int:
+    if args.verbose:
+        raise err
+    print(f"unreid: error: {err}", file=sys.stderr)
+    return 2
+
+
+def _stdout_gone() -> bool:
+    """Whether the BrokenPipeError is stdout's: its pipe has no reader left (POLLERR).
+
+    Another broken pipe (a worker's, a socket's) is a real error and is reported as one.
+    """
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() here, or no real stdout
+        return False
+
+
+def _quiet_sigpipe_exit() -> int:
+    """Stop as a command killed by SIGPIPE does: no message, status 141 (128 + SIGPIPE).
+
+    Python's "Note on SIGPIPE" (signal module docs): point stdout at devnull, so the
+    flush at interpreter exit does not raise the same error again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
