@@ -70,6 +70,30 @@ def test_safetensors_export_reloads_exactly(ckpt, images, tmp_path):
     )
 
 
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_safetensors_files_get_the_mode_the_umask_gives(ckpt, tmp_path, capsys, umask, mode):
+    """safetensors' save_file makes 0600 files whatever the umask; ours are ordinary files."""
+    import os
+    import stat
+
+    from unreid.cli import main
+    from unreid.search import FeatureSet, save_features
+
+    weights = tmp_path / "m.safetensors"
+    old = os.umask(umask)
+    try:
+        assert main(["export", "--checkpoint", str(ckpt), "--format", "safetensors",
+                     "--out", str(weights), "--no-check"]) == 0  # fmt: skip
+        features = FeatureSet(["a.jpg"], np.zeros((1, 4), np.float32))
+        (feats,) = save_features(tmp_path / "f.safetensors", features)  # `unreid extract`'s
+    finally:
+        os.umask(old)
+    for path in (weights, tmp_path / "m.yaml", feats):
+        assert stat.S_IMODE(os.stat(path).st_mode) == mode, path
+    assert not list(tmp_path.glob("*.tmp"))
+    assert load_model(weights, device="cpu").feature_dim == load_model(ckpt).feature_dim
+
+
 def test_safetensors_without_any_config_is_a_clear_error(tmp_path):
     from safetensors.torch import save_file
 

@@ -158,3 +158,20 @@ def test_search_ranks_by_cosine_similarity(embedder, gallery, tmp_path):
     assert len(index.search(queries[:1], top=100)[0]) == 12
     with pytest.raises(ValueError, match="top must be >= 1"):
         index.search(queries, top=0)
+
+
+def test_a_query_is_left_out_of_its_own_hits(embedder, gallery, tmp_path, monkeypatch):
+    index, _ = GalleryIndex.open(gallery, embedder, tmp_path / "index", progress=False)
+    files = list_images(gallery)
+    queries = embedder.embed(files[:2]).numpy()
+    plain = index.search(queries, top=4)
+    assert [h.path for h in plain[0]][0] == str(files[0])  # found itself, at similarity 1
+    monkeypatch.chdir(gallery)  # the same file spelled another way: the resolved path counts
+    own = [Path("cam0") / ".." / files[0].relative_to(gallery), None]
+    hits = index.search(queries, top=4, exclude=own)
+    assert [h.path for h in hits[0]] == [h.path for h in index.search(queries, top=5)[0][1:]]
+    assert [h.rank for h in hits[0]] == [1, 2, 3, 4] and hits[1] == plain[1]  # None: all kept
+    assert len(index.search(queries[:1], top=100, exclude=[files[0]])[0]) == 11
+    assert index.search(queries[:1], top=4, exclude=[tmp_path / "elsewhere.jpg"]) == plain[:1]
+    with pytest.raises(ValueError, match=r"exclude: expected one path \(or None\) per query"):
+        index.search(queries, top=4, exclude=[files[0]])

@@ -75,3 +75,12 @@ def test_train_keys_ignored_by_the_mode():
         "gamma": "train.scheduler=cosine",
     }
     assert TrainConfig().ignored()["momentum"] == "train.optimizer=adam"
+
+
+def test_data_roots_made_absolute_as_the_loaders_read_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    d = DataConfig(root="crops", source_root="~/market").with_absolute_roots()
+    assert (d.root, d.source_root) == (str(tmp_path / "crops"), str(tmp_path / "home" / "market"))
+    assert DataConfig(root="/data/x").with_absolute_roots().root == "/data/x"
+    assert DataConfig(root="crops").with_absolute_roots().source_root == ""  # none stays none

@@ -32,6 +32,7 @@ __all__ = [
     "load_state",
     "peek_checkpoint",
     "save_checkpoint",
+    "save_safetensors",
 ]
 
 TMP_SUFFIX = ".tmp"
@@ -63,6 +64,32 @@ def save_checkpoint(path: str | Path, **state: Any) -> None:
         ) from err
     finally:
         tmp.unlink(missing_ok=True)  # already gone after a successful replace
+
+
+def save_safetensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """`tensors` as a safetensors file at `path`, with the mode any new file gets here.
+
+    safetensors' own `save_file` creates its file mode 0600 whatever the umask, so an
+    exported model or feature file could not be read by the group or a service account
+    that `cp` or `open()` would have let read it. The bytes are written through an
+    ordinary `open()` instead (0644 under umask 022), to a temporary file renamed over
+    `path`, so an interrupted write leaves no half file.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    data = save(tensors, metadata=metadata)
+    tmp = path.with_suffix(path.suffix + TMP_SUFFIX)
+    try:
+        tmp.unlink(missing_ok=True)  # a stale one would keep its own mode
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as err:
+        raise OSError(f"cannot write {path}: {err.strerror or err}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:

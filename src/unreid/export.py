@@ -24,6 +24,7 @@ import torch
 import yaml
 from torch import nn
 
+from unreid.checkpoint import save_safetensors
 from unreid.inference import (
     CONFIG_METADATA_KEY,
     ReidEmbedder,
@@ -57,12 +58,10 @@ def export_safetensors(embedder: ReidEmbedder, out: str | Path) -> list[Path]:
 
     The config is also stored in the file's header, so a file copied alone still loads.
     """
-    from safetensors.torch import save_file
-
     out = Path(out)
     config = embedder.config.to_dict()
     state = {k: v.detach().cpu().contiguous() for k, v in embedder.model.state_dict().items()}
-    save_file(state, str(out), metadata={CONFIG_METADATA_KEY: json.dumps(config)})
+    save_safetensors(out, state, metadata={CONFIG_METADATA_KEY: json.dumps(config)})
     beside = export_config_path(out)
     beside.write_text(yaml.safe_dump(config, sort_keys=False))
     return [out, beside]

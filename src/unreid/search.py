@@ -6,26 +6,29 @@ with a fingerprint of what produced them: the gallery's files (path, size,
 modification time) and the checkpoint's. A search whose fingerprint differs
 rebuilds the index rather than ranking with stale features.
 
-A model with a camera embedding needs each image's camera index (0..C-1, as its
-training set numbered the cameras). A folder says nothing about cameras, so they
-come from a CSV whose header names a `camera_index` column, or one `--camera N`
-for every image the list gives none; with neither, the search stops and says so
-(a guessed camera would change the features without any sign of it).
+Which images, and their cameras, come from `image_lists.py` (re-exported here).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from unreid.data.datasets import IMAGE_EXTENSIONS, is_image_file
+from unreid.image_lists import (
+    CAMERA_COLUMN,
+    ImageList,
+    image_cameras,
+    list_images,
+    read_image_list,
+    readable_images,
+    skipped_line,
+)
 from unreid.inference import ReidEmbedder
 
 __all__ = [
@@ -46,152 +49,6 @@ __all__ = [
 
 FEATURE_FORMATS = (".npy", ".safetensors")
 INDEX_FILE, FEATURES_FILE = "gallery.faiss", "features.npy"
-CAMERA_COLUMN = "camera_index"
-
-
-@dataclass(frozen=True)
-class ImageList:
-    """Image files and, when a CSV lists them, their camera indices (None: not given)."""
-
-    files: list[Path]
-    cameras: list[int | None] | None = None
-
-
-def list_images(source: str | Path) -> list[Path]:
-    """The image files `read_image_list` finds."""
-    return read_image_list(source).files
-
-
-def read_image_list(source: str | Path) -> ImageList:
-    """The images of a folder (recursive, sorted) or of a CSV whose first column is a path.
-
-    CSV paths may be relative to the CSV's folder; a first row that is not an image path
-    is a header. A header column named `camera_index` gives each row's camera index (an
-    empty cell: none). Listed files that are missing are an error naming them.
-    """
-    source = Path(source)
-    if source.is_dir():
-        found = sorted(
-            Path(dirpath) / name
-            for dirpath, dirnames, names in os.walk(source)
-            if not any(part.startswith(".") for part in Path(dirpath).relative_to(source).parts)
-            for name in names
-            if is_image_file(name) and not name.startswith(".")
-        )
-        if not found:
-            raise FileNotFoundError(
-                f"{source}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder"
-            )
-        return ImageList([p.resolve() for p in found])
-    if source.is_file() and source.suffix.lower() == ".csv":
-        return _csv_images(source)
-    if source.exists():
-        raise ValueError(f"{source}: expected a folder of images or a .csv file of image paths")
-    raise FileNotFoundError(f"{source} does not exist (expected a folder of images or a .csv)")
-
-
-def _csv_images(path: Path) -> ImageList:
-    out: list[Path] = []
-    cameras: list[int | None] = []
-    column: int | None = None
-    with open(path, encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            cell = row[0].strip() if row else ""
-            if not cell:
-                continue
-            if not is_image_file(cell):
-                if number == 1:  # header
-                    names = [c.strip().lower() for c in row]
-                    column = names.index(CAMERA_COLUMN) if CAMERA_COLUMN in names else None
-                    continue
-                raise ValueError(f"{path}:{number}: {cell!r} is not an image path")
-            p = Path(cell).expanduser()
-            out.append((p if p.is_absolute() else path.parent / p).resolve())
-            if column is not None:
-                cameras.append(_camera_cell(row, column, f"{path}:{number}"))
-    if not out:
-        raise ValueError(f"{path}: lists no image paths (expected one path per row, column 1)")
-    missing = [str(p) for p in out if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{path}: {len(missing)} listed image(s) are not on disk: {', '.join(missing[:5])}"
-        )
-    return ImageList(out, cameras if column is not None else None)
-
-
-def _camera_cell(row: list[str], column: int, where: str) -> int | None:
-    text = row[column].strip() if column < len(row) else ""
-    if not text:
-        return None
-    if not text.isascii() or not text.isdigit():
-        raise ValueError(
-            f"{where}: {CAMERA_COLUMN} {text!r} is not a camera index (an integer >= 0, "
-            "the camera's number in the model's training set)"
-        )
-    return int(text)
-
-
-def readable_images(
-    listing: ImageList, policy: str = "error", what: str = "images"
-) -> tuple[ImageList, list[tuple[str, str]]]:
-    """The listed images that decode, and (path, reason) for those that do not.
-
-    The same check and policies as training's `data.bad_images`: every file is decoded
-    up front, so a bad file is found with all the others at once (not one per try,
-    at the first batch that holds it); `error` refuses the list naming every one,
-    `skip` leaves them out and the caller names them.
-    """
-    from unreid.data.image_check import BadImagesError, check_images
-    from unreid.data.samples import Sample
-
-    samples = [Sample(str(f), 0) for f in listing.files]
-    try:
-        found = check_images(samples, policy=policy, workers=4)
-    except BadImagesError as err:
-        lines = "\n".join(f"  {path}: {reason}" for path, reason in err.bad)
-        raise ValueError(
-            f"{what}: {len(err.bad)} image(s) cannot be decoded (--bad-images skip leaves "
-            f"them out):\n{lines}"
-        ) from None
-    kept = {s.path for s in found.kept}
-    keep = [i for i, f in enumerate(listing.files) if str(f) in kept]
-    if not keep:
-        raise ValueError(f"{what}: none of its {len(listing.files)} image(s) decodes")
-    cameras = None if listing.cameras is None else [listing.cameras[i] for i in keep]
-    return ImageList([listing.files[i] for i in keep], cameras), found.bad
-
-
-def skipped_line(what: str, bad: list[tuple[str, str]]) -> str:
-    """One line naming every image `--bad-images skip` left out, and why."""
-    named = "; ".join(f"{path}: {reason}" for path, reason in bad)
-    return f"{what}: skipped {len(bad)} unreadable image(s) (--bad-images skip): {named}"
-
-
-def image_cameras(
-    embedder: ReidEmbedder,
-    count: int,
-    listed: list[int | None] | None = None,
-    default: int | None = None,
-    what: str = "embedding",
-) -> list[int] | None:
-    """The camera index of each of `count` images: the listed one, else `default`.
-
-    None for a model without a camera embedding (it ignores cameras). For one with it,
-    an image left without a camera is an error saying how to give one.
-    """
-    n = embedder.num_cameras
-    if not n:
-        return None
-    ids = listed if listed is not None else [None] * count
-    resolved = [default if c is None else c for c in ids]
-    lacking = sum(c is None for c in resolved)
-    if lacking:
-        raise ValueError(
-            f"{embedder.source} has a camera embedding ({n} training cameras): {what} needs "
-            f"each image's camera index (0..{n - 1}) and {lacking} of {count} image(s) have "
-            f"none; list them in a CSV with a '{CAMERA_COLUMN}' column or give --camera N"
-        )
-    return [int(c) for c in resolved if c is not None]
 
 
 @dataclass
@@ -230,10 +87,11 @@ def save_features(out: str | Path, fs: FeatureSet) -> list[Path]:
         listing.write_text(json.dumps({"files": fs.files, **fs.meta}, indent=1))
         return [out, listing]
     import torch
-    from safetensors.torch import save_file
+
+    from unreid.checkpoint import save_safetensors
 
     metadata = {"files": json.dumps(fs.files), "meta": json.dumps(fs.meta)}
-    save_file({"features": torch.from_numpy(features)}, str(out), metadata=metadata)
+    save_safetensors(out, {"features": torch.from_numpy(features)}, metadata=metadata)
     return [out]
 
 
@@ -375,17 +233,58 @@ class GalleryIndex:
         faiss.write_index(built.index, str(index_dir / INDEX_FILE))
         return built, True
 
-    def search(self, queries: np.ndarray, top: int = 10) -> list[list[Hit]]:
-        """The `top` most similar gallery images of each query row, best first."""
+    def search(
+        self,
+        queries: np.ndarray,
+        top: int = 10,
+        exclude: Sequence[str | Path | None] | None = None,
+    ) -> list[list[Hit]]:
+        """The `top` most similar gallery images of each query row, best first.
+
+        `exclude[i]`, when given, is query i's own file: a gallery entry at the same
+        resolved path is left out of its hits (a query found in the gallery would
+        otherwise always come first, at similarity 1, telling nothing), and the ranks
+        count the images that remain. Fewer than `top` hits come back only where the
+        gallery has fewer images to give.
+        """
         if top < 1:
             raise ValueError(f"top must be >= 1, found {top}")
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        k = min(top, len(self.features.files))
-        scores, idx = self.index.search(q, k)
-        return [
-            [
-                Hit(rank + 1, self.features.files[j], float(s))
-                for rank, (j, s) in enumerate(zip(row_idx, row_s, strict=True))
+        skip = [None] * len(q) if exclude is None else list(exclude)
+        if len(skip) != len(q):
+            raise ValueError(
+                f"exclude: expected one path (or None) per query ({len(q)}), found {len(skip)}"
+            )
+        n = len(self.features.files)
+        scores, idx = self.index.search(q, min(top, n))
+        out = []
+        for row, (own, row_idx, row_s) in enumerate(zip(skip, idx, scores, strict=True)):
+            pairs = list(zip(row_idx.tolist(), row_s.tolist(), strict=True))
+            own = None if own is None else Path(own).resolve()
+            if own is not None and any(self._is(j, own) for j, _ in pairs):
+                pairs = self._without(q[row : row + 1], top, own)
+            out.append(
+                [
+                    Hit(rank + 1, self.features.files[j], float(s))
+                    for rank, (j, s) in enumerate(pairs)
+                ]
+            )
+        return out
+
+    def _is(self, j: int, own: Path) -> bool:
+        return j >= 0 and Path(self.features.files[j]).resolve() == own
+
+    def _without(self, query: np.ndarray, top: int, own: Path) -> list[tuple[int, float]]:
+        """One query's best `top` (index, score) pairs that are not the file `own`."""
+        n = len(self.features.files)
+        k = min(top + 1, n)
+        while True:
+            scores, idx = self.index.search(query, k)
+            pairs = [
+                (j, s)
+                for j, s in zip(idx[0].tolist(), scores[0].tolist(), strict=True)
+                if j >= 0 and not self._is(j, own)
             ]
-            for row_idx, row_s in zip(idx, scores, strict=True)
-        ]
+            if len(pairs) >= top or k == n:  # a file listed twice may take two slots
+                return pairs[:top]
+            k = min(2 * k, n)

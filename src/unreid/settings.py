@@ -10,7 +10,8 @@ backbones, clusterers) are checked by the loader against those registries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from unreid.errors import check, check_choice, check_range
 
@@ -85,6 +86,19 @@ class DataConfig:
 
     def ignored(self) -> dict[str, str]:
         return {} if self.source else {"source_root": "no data.source is set"}
+
+    def with_absolute_roots(self) -> DataConfig:
+        """`root` and `source_root` as absolute paths, as the loaders read them.
+
+        A run's config is read again from other folders (`--resume` from elsewhere,
+        `unreid eval`, the report), where a relative root would name other data or
+        none. `~` is expanded and symlinks are kept (absolute, not resolved).
+        """
+
+        def absolute(path: str) -> str:
+            return str(Path(path).expanduser().absolute()) if path else path
+
+        return replace(self, root=absolute(self.root), source_root=absolute(self.source_root))
 
 
 @dataclass

@@ -34,11 +34,13 @@ def test_search_names_every_bad_gallery_file_or_skips_them(ckpt, photos, tmp_pat
     err = capsys.readouterr().err
     assert all(name in err for name in bad) and "--bad-images skip" in err  # both, at once
     assert main([*args, "--bad-images", "skip"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     skipped = next(line for line in out.splitlines() if "skipped 2 unreadable" in line)
     assert all(name in skipped for name in bad)
     hits = [line.split()[-1] for line in out.splitlines() if line.startswith("  ")]
-    assert len(hits) == 8 and not any(Path(h).name in bad for h in hits)
+    assert len(hits) == 7 and not any(Path(h).name in bad for h in hits)  # 8, less the query
+    assert query not in hits
+    assert err.splitlines() == ["--top 20: the gallery has only 8 images"]  # not cut silently
     assert main([*args, "--bad-images", "skip"]) == 0  # the index is reused: still said
     assert "skipped 2 unreadable" in capsys.readouterr().out
 

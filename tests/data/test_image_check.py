@@ -254,3 +254,17 @@ def test_a_cache_that_cannot_be_written_does_not_stop_the_scan(
         result = check_images(mixed, policy="skip", cache_path=cache)
     assert len(result.kept) == len(mixed) - len(BAD)
     assert f"cannot write the image check cache {cache}" in caplog.text
+
+
+def test_median_size_reads_headers_and_skips_what_does_not_open(tmp_path: Path) -> None:
+    from unreid.data.image_check import median_size
+
+    paths = []
+    for i, (h, w) in enumerate([(40, 20), (60, 30), (50, 24), (200, 100), (44, 22)]):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (w, h)).save(path)
+        paths.append(str(path))
+    (tmp_path / "bad.jpg").write_text("not an image")
+    assert median_size([*paths, str(tmp_path / "bad.jpg")]) == (50, 24, 5)
+    assert median_size(paths, limit=2) == (50, 24, 2)  # spread: images 0 and 2 (upper median)
+    assert median_size([str(tmp_path / "bad.jpg")]) is None and median_size([]) is None

@@ -90,8 +90,9 @@ def test_trains_on_unlabeled_camera_folders(tiny_synthetic, tmp_path):
     from unreid.data.datasets import load_dataset
 
     root = tmp_path / "footage"
+    names = ["cam1", "カメラ 2", "<cam & 3>"]  # the report shows these, escaped
     for s in load_dataset("synthetic", tiny_synthetic).train:
-        cam_dir = root / f"cam{s.camera + 1}"
+        cam_dir = root / names[s.camera]
         cam_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(s.path, cam_dir / f"{Path(s.path).stem}_x.jpg")  # pid stays hidden
     cfg = tiny_config(
@@ -108,6 +109,14 @@ def test_trains_on_unlabeled_camera_folders(tiny_synthetic, tmp_path):
     record = json.loads((Path(summary["run_dir"]) / "log.jsonl").read_text().splitlines()[-1])
     assert summary["final_test"] is None and "pseudo_label_quality" not in record
     assert record["clusters"] >= 1 and (Path(summary["run_dir"]) / "last.pth").is_file()
+    run_dir = Path(summary["run_dir"])
+    sheets = json.loads((run_dir / "pseudo_labels.json").read_text())
+    assert sheets["camera_names"] == sorted(names)  # what camera index i was called
+    from unreid.report import write_report
+
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    assert "カメラ 2</div>" in page and "&lt;cam &amp; 3&gt;</div>" in page
+    assert "<cam & 3>" not in page
 
 
 def logged(summary: dict) -> list[dict]:

@@ -113,12 +113,15 @@ def test_pseudo_labels_of_the_epoch_are_kept_for_the_report(recorder):
         "epoch": 3,
         "paths": ["a.jpg", "b.jpg", "c.jpg"],
         "cameras": [0, 1, 1],
+        "camera_names": None,  # numbered cameras (Market-style): the report says c1, c2
         "true_ids": [5, 5, 7],
         "labels": [0, 0, -1],
     }
-    recorder.pseudo_labels(3, PseudoLabels(np.array([1, 0, 0])), [Sample("a.jpg", 0)] * 3)
+    three = [Sample("a.jpg", 0)] * 3
+    recorder.pseudo_labels(3, PseudoLabels(np.array([1, 0, 0])), three, ["カメラ 1"])
     saved = json.loads((recorder.run_dir / "pseudo_labels.json").read_text())
     assert saved["epoch"] == 4 and saved["true_ids"] is None and saved["labels"] == [1, 0, 0]
+    assert saved["camera_names"] == ["カメラ 1"]
 
 
 def test_tensorboard_scalars_follow_log_jsonl(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from tiny_runs import QUIET_RUN
 from unreid.checkpoint import load_checkpoint
@@ -74,6 +75,34 @@ def test_cli_resume_uses_the_runs_own_config(tiny_synthetic, tmp_path, capsys):
     assert ckpt["state"]["epoch"] == 2 and ckpt["config"]["train"]["lr"] == 0.001
     assert main(["train", "--resume", str(tmp_path / "r"), "train.lr=0.1"]) == 2
     assert "train.lr: cannot be changed on --resume" in capsys.readouterr().err
+
+
+def test_a_relative_root_is_saved_absolute_and_resumes_from_another_folder(
+    tiny_synthetic, tmp_path, monkeypatch
+):
+    import os
+
+    from unreid.cli import main
+
+    monkeypatch.setattr("unreid.cli.train.write_report", lambda run_dir, **kw: "report.html")
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere" / "deeper"
+    work.mkdir(), elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    relative = os.path.relpath(tiny_synthetic, work)
+    assert not Path(relative).is_absolute()
+    args = ["train", "--config", "demo", "--out", "runs/r", *TINY, f"data.root={relative}"]
+    assert main([*args, "train.epochs=1", "--no-progress"]) == 0
+    run = work / "runs" / "r"
+    for saved in (
+        yaml.safe_load((run / "config.yaml").read_text()),
+        load_checkpoint(run / "last.pth")["config"],
+    ):
+        root = Path(saved["data"]["root"])
+        assert root.is_absolute() and root.resolve() == tiny_synthetic.resolve()
+    monkeypatch.chdir(elsewhere)  # where the relative root names nothing
+    assert not Path(relative).exists()
+    assert main(["train", "--resume", str(run), "train.epochs=2", "--no-progress"]) == 0
+    assert load_checkpoint(run / "last.pth")["state"]["epoch"] == 2
 
 
 def test_divergence_stops_before_anything_is_saved(tiny_synthetic, tmp_path, monkeypatch):

@@ -6,6 +6,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+# The command the walkthrough (docs/walkthrough.md) starts one's own footage with;
+# `unreid --help` and `unreid train --help` show it as is.
+OWN_FOOTAGE_TRAIN = (
+    "unreid train --config cluster_contrast/market1501 --out runs/mycams "
+    "data.dataset=folder data.root=crops eval.select_best_on=none"
+)
+OWN_FOOTAGE_NOTES = """\
+    (crops/ holds one sub-folder per camera: crops/cam1/*.jpg, crops/cam2/..., no labels;
+    on a CPU use --config demo, ResNet-18 at 128x64; offline add model.pretrained=none)"""
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("UNREID_CACHE", Path.home() / ".cache" / "unreid"))

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from unreid.cli.common import cache_dir, histogram_baseline
-from unreid.config import load_config
 from unreid.report import write_report
 
 log = logging.getLogger("unreid")
@@ -28,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from unreid.config import load_config
     from unreid.data.datasets import load_dataset
     from unreid.data.synthetic import SynthConfig, generate_synthetic, is_generated
     from unreid.engine import train

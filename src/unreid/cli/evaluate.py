@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from unreid.cli.common import histogram_baseline, print_metrics
-from unreid.config import ConfigError, config_from_dict
+from unreid.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.checkpoint:
         raise ConfigError("eval needs --checkpoint PATH (or --baseline histogram)")
     from unreid.checkpoint import load_checkpoint
+    from unreid.config import config_from_dict
     from unreid.engine import evaluate_model, resolve_device
     from unreid.features import Extractor
     from unreid.models.reid_model import model_for_state

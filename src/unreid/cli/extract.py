@@ -34,15 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from unreid.image_lists import image_cameras, read_image_list, readable_images, skipped_line
     from unreid.inference import load_model
-    from unreid.search import (
-        extract_images,
-        image_cameras,
-        read_image_list,
-        readable_images,
-        save_features,
-        skipped_line,
-    )
+    from unreid.search import extract_images, save_features
 
     listing, bad = readable_images(
         read_image_list(args.images), args.bad_images, f"extract --images {args.images}"

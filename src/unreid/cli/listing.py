@@ -1,4 +1,10 @@
-"""`unreid presets` and `unreid list <kind>`: the names a config may use."""
+"""`unreid presets` and `unreid list <kind>`: the names a config may use.
+
+Presets are files and datasets a light registry, so those answer at once. The
+other registries fill as their modules (backbones, methods, ...) are imported,
+and those modules import torch: listing them takes the seconds torch takes to
+load, and the help says so rather than keeping a second list that could drift.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import argparse
 import importlib
 from collections.abc import Callable
 
-from unreid.config import list_presets
+from unreid.presets import list_presets
 
 
 def _lister(module: str, name: str) -> Callable[[], list[str]]:
@@ -22,13 +28,19 @@ LISTERS = {
     "poolings": _lister("unreid.models", "list_poolings"),
     "presets": list_presets,
 }
+LIGHT = {"datasets", "presets"}  # listed without importing torch (tests/test_cli.py checks)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("presets", help="list the config presets")
     p.set_defaults(func=lambda a: print("\n".join(list_presets())) or 0)
     p = sub.add_parser("list", help="list the registered names of one kind")
-    p.add_argument("kind", choices=sorted(LISTERS))
+    p.add_argument(
+        "kind",
+        choices=sorted(LISTERS),
+        help=f"what to list; {', '.join(sorted(set(LISTERS) - LIGHT))} load torch first "
+        "(a few seconds)",
+    )
     p.set_defaults(func=run)
 
 

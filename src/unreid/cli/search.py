@@ -5,12 +5,16 @@ folder per gallery and checkpoint) and rebuilt only when the gallery's files or
 the checkpoint change, so repeated searches embed only the queries. A model with
 a camera embedding needs camera indices: the gallery CSV's `camera_index` column or
 `--camera`, and `--query-camera` (default: `--camera`) for the queries.
+
+A query that is itself a gallery file (the same resolved path) is left out of
+its own results: it would always rank first at similarity 1 and say nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 import time
 from pathlib import Path
 
@@ -53,8 +57,9 @@ def default_index_dir(gallery: str, checkpoint: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from unreid.image_lists import image_cameras, skipped_line
     from unreid.inference import load_model
-    from unreid.search import GalleryIndex, image_cameras, skipped_line
+    from unreid.search import GalleryIndex
 
     if args.top < 1:
         raise ValueError(f"search --top must be >= 1, found {args.top}")
@@ -85,8 +90,11 @@ def run(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     feats = embedder.embed(args.query, query_cameras, batch_size=args.batch_size).numpy()
-    hits = index.search(feats, args.top)
+    hits = index.search(feats, args.top, exclude=args.query)
     per_query = (time.perf_counter() - started) / len(args.query)
+    if any(len(found) < args.top for found in hits):  # said, not cut silently
+        own = " and a query's own file among them is left out" if args.top <= n else ""
+        print(f"--top {args.top}: the gallery has only {n} images{own}", file=sys.stderr)
     for query, found in zip(args.query, hits, strict=True):
         print(f"\nquery {query}")
         for h in found:

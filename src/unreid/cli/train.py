@@ -8,12 +8,26 @@ import shlex
 import sys
 from pathlib import Path
 
-from unreid.config import ConfigError, load_config
+from unreid.cli.common import OWN_FOOTAGE_NOTES, OWN_FOOTAGE_TRAIN
+from unreid.errors import ConfigError
 from unreid.report import write_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a method from a preset or YAML file")
+    p = sub.add_parser(
+        "train",
+        help="train a method from a preset or YAML file",
+        description="Train a method from a preset (`unreid presets`) or a YAML file with\n"
+        "dotted key=value overrides, into a run folder; or continue a run with --resume.",
+        epilog=f"""examples:
+  your own folder of unlabeled person crops:
+    {OWN_FOOTAGE_TRAIN}
+{OWN_FOOTAGE_NOTES}
+  a labelled benchmark, then continuing it:
+    unreid train --config cluster_contrast/market1501 data.root=/data/market1501
+    unreid train --resume runs/cc_market1501 train.epochs=60""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", help="preset name or YAML path (with --resume: optional check)")
     p.add_argument("--resume", help="run folder (or its last.pth) to continue")
     p.add_argument("--overwrite", action="store_true", help="replace the run in the run folder")
@@ -26,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from unreid.config import load_config
     from unreid.engine import train
 
     overrides = list(args.overrides)
@@ -61,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 def resumed_config(args: argparse.Namespace, overrides: list[str]):
     """The run's own config; `--config` and `--out`, when given, must agree with the run."""
     from unreid.checkpoint import load_checkpoint
+    from unreid.config import load_config
     from unreid.resume import refuse_changes, resume_config, resume_point
 
     run_dir, checkpoint = resume_point(args.resume)

@@ -6,6 +6,7 @@ file names again, so dataset quirks stay in the `datasets` package.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -30,13 +31,22 @@ class DatasetLayoutError(ValueError):
 
 @dataclass
 class ReidDataset:
-    """Train / query / gallery lists. Unlabeled custom data has only `train`."""
+    """Train / query / gallery lists. Unlabeled custom data has only `train`.
+
+    `camera_names[i]` is what the user called camera `i` (a `folder` dataset's
+    sub-folder or CSV label), so the report can show it; None where the layout
+    only numbers cameras (Market-style file names): they show as c1..cN.
+    """
 
     name: str
     root: str
     train: list[Sample]
     query: list[Sample] = field(default_factory=list)
     gallery: list[Sample] = field(default_factory=list)
+    camera_names: list[str] | None = None
+
+    def camera_name(self, index: int) -> str:
+        return camera_name(index, self.camera_names)
 
     @property
     def has_test_split(self) -> bool:
@@ -57,3 +67,14 @@ class ReidDataset:
         if self.has_test_split:
             rows += [line("query", self.query), line("gallery", self.gallery)]
         return "\n".join(rows)
+
+
+def camera_name(index: int, names: Sequence[str] | None) -> str:
+    """Camera `index` as people know it: its name where there is one, else `c<index + 1>`.
+
+    `c1` is Market-1501's own name for camera 0, so numbered layouts read as their
+    file names do; an index past `names` (a stale list) falls back to the number.
+    """
+    if names is not None and 0 <= index < len(names):
+        return names[index]
+    return f"c{index + 1}"

@@ -55,6 +55,7 @@ def train(
     seed_everything(cfg.train.seed)
     ctx = DistContext.from_env(resolve_device(cfg.train.device))
     plan = loader_plan(cfg, ctx)  # before any folder or data: it may refuse the sampler
+    cfg = replace(cfg, data=cfg.data.with_absolute_roots())  # saved so: resumable from anywhere
     recorder = RunRecorder(cfg, resume, overwrite, main=ctx.is_main())  # never clobbers a run
     data = load_training_data(cfg, progress and ctx.is_main())
     # a small set clusters with k1 scaled to it; the recorder keeps the config as given
@@ -100,7 +101,7 @@ def run_epochs(
         features = extract(run.model, data.train, f"extract {epoch + 1}")
         # 2. pseudo labels on the method's view of the features (-1 = outlier, sits out)
         labels = cluster(cfg, run, epoch, features, data)
-        recorder.pseudo_labels(epoch, labels, data.train)
+        recorder.pseudo_labels(epoch, labels, data.train, data.dataset.camera_names)
         losses: dict[str, float] = {}
         if usable(cfg, labels, epoch):  # a degenerate clustering stops or skips the epoch
             # 3. memories from this epoch's clusters (and, adapting, the source classes)

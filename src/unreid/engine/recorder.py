@@ -246,10 +246,18 @@ class RunRecorder:
             time.time() - started,
         )
 
-    def pseudo_labels(self, epoch: int, labels: PseudoLabels, samples: list[Sample]) -> None:
+    def pseudo_labels(
+        self,
+        epoch: int,
+        labels: PseudoLabels,
+        samples: list[Sample],
+        camera_names: list[str] | None = None,
+    ) -> None:
         """This epoch's clusters of the training images, for the report's contact sheets.
 
         Overwritten every epoch (the report shows the last), written atomically.
+        `camera_names` (a folder dataset's camera folders) lets the sheets say `entrance`
+        where the index alone would say `c3`.
         """
         if not self.main:
             return
@@ -257,6 +265,7 @@ class RunRecorder:
             "epoch": epoch + 1,
             "paths": [s.path for s in samples],
             "cameras": [s.camera for s in samples],
+            "camera_names": camera_names,
             "true_ids": [s.pid for s in samples]
             if all(s.pid is not None for s in samples)
             else None,

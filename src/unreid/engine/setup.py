@@ -21,7 +21,7 @@ from torch import nn
 from unreid.checkpoint import load_checkpoint, load_state
 from unreid.config import Config, ConfigError
 from unreid.data.image_dataset import ImageDataset, ViewsDataset
-from unreid.data.samples import Sample
+from unreid.data.samples import ReidDataset, Sample
 from unreid.data.transforms import view_transforms
 from unreid.distributed import DistContext
 from unreid.engine.optim import build_optimizer
@@ -50,15 +50,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_cameras(method: Method, samples: list[Sample], dataset: str) -> None:
-    if not method.requires_cameras:
-        return
+def check_cameras(method: Method, samples: list[Sample], dataset: ReidDataset) -> None:
+    """A camera-aware method refuses a set without two cameras; others warn on a single one.
+
+    With one camera there is no cross-camera signal: every pseudo identity lies in one
+    view, so nothing teaches the network to match a person across viewpoints, lighting
+    and background, which is what re-ID is for. It still trains (within-camera
+    retrieval, or a start), so for other methods this is a warning, not an error.
+    """
     cams = sorted({s.camera for s in samples})
-    if len(cams) < 2 or cams[0] < 0:
+    if method.requires_cameras and (len(cams) < 2 or cams[0] < 0):
         raise ValueError(
             f"method={method.name!r} needs camera ids: it splits clusters by camera, but the "
-            f"training set of {dataset!r} has camera ids {cams[:10]} (at least two distinct "
-            "ids >= 0 are needed). Use a loader that reads cameras, or another method."
+            f"training set of {dataset.name!r} has camera ids {cams[:10]} (at least two "
+            "distinct ids >= 0 are needed). Use a loader that reads cameras, or another method."
+        )
+    if len(cams) == 1:
+        log.warning(
+            "the training set of %r (%s) comes from a single camera (%s): with no second "
+            "camera there is no cross-camera signal, so the model learns to match people "
+            "within that one view and will be weak at matching them across cameras; add "
+            "crops from other cameras (one sub-folder each) if you have them",
+            dataset.name,
+            dataset.root,
+            dataset.camera_name(cams[0]) if cams[0] >= 0 else "no camera id",
         )
 
 
@@ -145,7 +160,7 @@ def build_run(cfg: Config, data: TrainingData, ctx: DistContext) -> TrainingRun:
         model.feature_dim, t.num_instances, t.seed, cfg.cluster, adapting=bool(cfg.data.source)
     )
     method = build_method(cfg.method, cfg.method_cfg, context).to(device)
-    check_cameras(method, data.train, cfg.data.dataset)
+    check_cameras(method, data.train, data.dataset)
     method.bind_model(model)  # before the optimizer: a copy of the model (ICE's teacher) stays out
     if method.views:  # each image as several augmentations (ICE)
         data.images = training_views(method, data, cfg, ctx)

@@ -1,7 +1,8 @@
 """The data of a run: splits after the hold-out, images checked up front, the source domain.
 
 Sizes a small dataset cannot meet and unreadable images stop the run here,
-before a model is built or a run folder touched. With `data.decoded_cache` the
+before a model is built or a run folder touched; crops far smaller than the
+model's input are a warning (they train, on blurred upscaled detail). With `data.decoded_cache` the
 training images are decoded once into uint8 tensors and augmented batch-wise
 (`DeviceAugment`), on the device with `data.device_augment`.
 """
@@ -18,7 +19,7 @@ from unreid.config import Config
 from unreid.data.datasets import load_dataset
 from unreid.data.decoded_cache import CachedImages, DecodedCache
 from unreid.data.device_augment import DeviceAugment
-from unreid.data.image_check import check_images
+from unreid.data.image_check import check_images, median_size
 from unreid.data.image_dataset import ImageDataset
 from unreid.data.samples import ReidDataset, Sample
 from unreid.data.source_domain import SourceDomain, load_source
@@ -79,6 +80,7 @@ def load_training_data(cfg: Config, progress: bool = False) -> TrainingData:
     hold = holdout(cfg, dataset.train)
     train, val_query, val_gallery = holdout_split(dataset.train, hold, cfg.train.seed)
     check_sizes(cfg, dataset.train, train, hold)
+    warn_small_crops(cfg, train)
     if cfg.eval.select_best_on == "val" and not val_query:
         log.warning(
             "eval.select_best_on=val but there is no validation split (data.holdout_ids=%d): "
@@ -157,6 +159,34 @@ def holdout(cfg: Config, labelled: list[Sample]) -> int:
             "identities; lower data.holdout_ids"
         )
     return hold
+
+
+def warn_small_crops(cfg: Config, train: list[Sample]) -> None:
+    """A WARNING when the median crop is under half the input height or width.
+
+    Such crops are upscaled more than twice to data.height x data.width: training
+    and search then see interpolated blur, and the input costs compute for detail
+    that is not there. A hint, not an error: small crops may be all there is.
+    """
+    d = cfg.data
+    found = median_size([s.path for s in train])
+    if found is None:
+        return
+    height, width, measured = found
+    if 2 * height >= d.height and 2 * width >= d.width:
+        return
+    log.warning(
+        "the training crops are small for the model's input: median crop %dx%d (height x "
+        "width, over %d images) against data.height x data.width = %dx%d, so each crop is "
+        "upscaled more than 2x and the network sees blurred detail; an input nearer the "
+        "crops' size (data.height=, data.width=) trains faster on the same information, or "
+        "use larger crops if the detector can give them",
+        height,
+        width,
+        measured,
+        d.height,
+        d.width,
+    )
 
 
 def check_sizes(cfg: Config, labelled: list[Sample], train: list[Sample], hold: int) -> None:

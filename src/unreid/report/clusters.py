@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from unreid.data.samples import camera_name
 from unreid.report.html import data_uri, esc, figure, missing, strip, thumb
 from unreid.report.images import thumbnail_uri
 from unreid.report.plots import histogram_png
@@ -86,6 +87,11 @@ def read_pseudo_labels(path: Path) -> dict[str, Any] | str:
     true_ids = data.get("true_ids")
     if len(data["paths"]) != n or len(data["cameras"]) != n or (true_ids and len(true_ids) != n):
         return f"No contact sheets: the lists in {path.name} have different lengths."
+    names = data.get("camera_names")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(x, str) for x in names)
+    ):
+        data["camera_names"] = None  # not what the recorder writes: the cameras show as numbers
     return data
 
 
@@ -95,6 +101,7 @@ def contact_sheets_html(run_dir: Path) -> tuple[str, str]:
     if isinstance(data, str):
         return missing(data), missing(data.replace("contact sheets", "cluster-size histogram"))
     labels, paths, cams = data["labels"], data["paths"], data["cameras"]
+    names = data.get("camera_names")
     true_ids = data.get("true_ids") or None
     sizes = sorted(Counter(x for x in labels if x >= 0).values())
     outliers = sum(1 for x in labels if x < 0)
@@ -121,13 +128,18 @@ def contact_sheets_html(run_dir: Path) -> tuple[str, str]:
         cells = []
         for i in view.shown:
             kind = "" if true_ids is None else ("ok" if true_ids[i] == view.majority else "bad")
-            caption = f"c{cams[i] + 1}" + ("" if true_ids is None else f" id {true_ids[i]}")
+            caption = camera_name(cams[i], names) + (
+                "" if true_ids is None else f" id {true_ids[i]}"
+            )
             cells.append(thumb(thumbnail_uri(paths[i]), caption, kind, paths[i]))
         rows.append(strip(label, cells))
     if outliers:
         out_idx = [i for i, x in enumerate(labels) if x < 0]
         picked = [out_idx[p] for p in _spread(len(out_idx), SHEET_MEMBERS)]
-        cells = [thumb(thumbnail_uri(paths[i]), f"c{cams[i] + 1}", "", paths[i]) for i in picked]
+        cells = [
+            thumb(thumbnail_uri(paths[i]), camera_name(cams[i], names), "", paths[i])
+            for i in picked
+        ]
         rows.append(strip(f"<b>outliers</b><br>{outliers} images (label -1)", cells))
     sheets = head + ("".join(rows) if sizes else missing("Every image is an outlier: no cluster."))
     if not sizes:

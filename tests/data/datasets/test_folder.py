@@ -78,3 +78,24 @@ def test_folder_csv_empty(tmp_path: Path) -> None:
     csv_path.write_text("path,camera\n")
     with pytest.raises(DatasetLayoutError, match="lists no images"):
         load_dataset("folder", csv_path)
+
+
+def test_folder_datasets_name_their_cameras_and_market_ones_do_not(tmp_path, touch):
+    touch(tmp_path / "footage" / "カメラ 2", "a.jpg")
+    touch(tmp_path / "footage" / "cam10", "b.jpg")
+    touch(tmp_path / "footage" / "cam1", "c.jpg")
+    dataset = load_dataset("folder", tmp_path / "footage")
+    assert dataset.camera_names == ["cam1", "cam10", "カメラ 2"]  # index order
+    assert {Path(s.path).name: dataset.camera_name(s.camera) for s in dataset.train} == {
+        "a.jpg": "カメラ 2",
+        "b.jpg": "cam10",
+        "c.jpg": "cam1",
+    }
+    (tmp_path / "list.csv").write_text("footage/cam1/c.jpg,north\nfootage/cam10/b.jpg,east\n")
+    assert load_dataset("folder", tmp_path / "list.csv").camera_names == ["east", "north"]
+
+
+def test_market_style_datasets_keep_numbered_cameras(tmp_path, market_tree):
+    dataset = load_dataset("market1501", market_tree(tmp_path))
+    assert dataset.camera_names is None
+    assert {dataset.camera_name(s.camera) for s in dataset.train} == {"c1", "c2", "c6"}

@@ -89,7 +89,7 @@ def _load_camera_folders(root: Path) -> tuple[ReidDataset, LoadReport]:
     ]
     samples.sort(key=lambda s: s.path)
     report["images"] = len(samples)
-    return ReidDataset("folder", str(root), samples), {"train": report}
+    return ReidDataset("folder", str(root), samples, camera_names=list(cameras)), {"train": report}
 
 
 def _load_camera_csv(csv_path: Path) -> tuple[ReidDataset, LoadReport]:
@@ -147,7 +147,9 @@ def _load_camera_csv(csv_path: Path) -> tuple[ReidDataset, LoadReport]:
     logger.info("folder: CSV camera labels -> camera index %s", cameras)
     samples = sorted((Sample(str(p), cameras[c]) for p, c in rows), key=lambda s: s.path)
     report["images"] = len(samples)
-    return ReidDataset("folder", str(csv_path), samples), {"train": report}
+    return ReidDataset("folder", str(csv_path), samples, camera_names=list(cameras)), {
+        "train": report
+    }
 
 
 @DATASETS.register("folder")
@@ -158,8 +160,8 @@ def load_folder(root: str | Path) -> tuple[ReidDataset, LoadReport]:
     recursively so per-tracklet sub-folders work), or `root` is a CSV file of `path,camera`
     rows (header optional; a first row whose path is not an image is taken as the header;
     relative paths are resolved against the CSV's folder). Camera names or labels are mapped
-    to 0..C-1 in natural sort order (cam2 before cam10). pid is None and there is no test
-    split. Hidden entries, non-image files and empty camera folders are counted as ignored.
+    to 0..C-1 in natural sort order (cam2 before cam10) and kept as `camera_names`, which the
+    report shows. pid is None and there is no test split. Hidden entries, non-image files and empty camera folders are counted as ignored.
     """
     root = absolute_root(root)
     if root.is_file():
