@@ -34,6 +34,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         i.nodeid for i in items if grouping and i.get_closest_marker("xdist_group")
         and "@" not in i.nodeid
     }  # fmt: skip
+    # Longest first: the modules holding end-to-end runs (`slow`) or shared ones (grouped)
+    # are handed out before the quick ones, which then fill the workers' ends evenly
+    # (xdist schedules in collection order); a module's tests stay together and in order.
+    heavy = {
+        i.module.__name__ for i in items
+        if i.get_closest_marker("slow") or i.get_closest_marker("xdist_group")
+    }  # fmt: skip
+    items.sort(key=lambda i: i.module.__name__ not in heavy)
 
 
 @pytest.fixture(autouse=True)
