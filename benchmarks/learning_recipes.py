@@ -121,12 +121,22 @@ class Measured:
         return len(self.gaps) >= len(SEEDS) and min(self.gaps.values()) > self.margin
 
 
+def newest_lines(lines: list[dict]) -> list[dict]:
+    """The newest line per (method, seed, trained / null) of each method's current recipe:
+    the runs the tables and margins are made of (an older line of the same run is superseded)."""
+    keys = {m: r.key() for m, r in RECIPES.items()}
+    newest = {}
+    for rec in sorted(lines, key=lambda r: r["finished"]):
+        if keys.get(rec["method"]) == rec["recipe"]:
+            newest[rec["method"], rec["seed"], rec["control"]] = rec
+    return sorted(newest.values(), key=lambda r: r["finished"])
+
+
 def measured(lines: list[dict], method: str) -> Measured:
-    """The newest line per (seed, trained / null) of `method`'s current recipe."""
-    key = RECIPES[method].key()
+    """`method`'s trained and null test mAP per seed, from `newest_lines`."""
     trained: dict[int, float] = {}
     null: dict[int, float] = {}
-    for rec in sorted(lines, key=lambda r: r["finished"]):
-        if rec["method"] == method and rec["recipe"] == key:
+    for rec in newest_lines(lines):
+        if rec["method"] == method:
             (null if rec["control"] == "null" else trained)[rec["seed"]] = rec["mAP"]
     return Measured(trained, null)

@@ -153,15 +153,10 @@ def method_table(spec: TableSpec, chosen: dict[str, dict[int, dict[str, Any]]]) 
 def learning_table(spec: TableSpec) -> str:
     """Each method's trained / null distributions, gaps and margin (benchmarks/learning.py)."""
     from learning import FIELDS, report
-    from learning_recipes import RECIPES
+    from learning_recipes import RECIPES, newest_lines
 
     lines = read_results(spec.results, FIELDS)
-    current = {(m, r.key()) for m, r in RECIPES.items()}
-    newest = {}  # what the table shows: the newest run per (method, seed, control), as measured()
-    for r in sorted(lines, key=lambda r: r["finished"]):
-        if (r["method"], r["recipe"]) in current:
-            newest[r["method"], r["seed"], r["control"]] = r
-    used = sorted(newest.values(), key=lambda r: r["finished"])
+    used = newest_lines(lines)  # the runs the table shows
     return f"{provenance(spec, used)}\n\n{report(lines, sorted(RECIPES))}\n"
 
 

@@ -14,9 +14,11 @@ ViT-B the optimizer's moments alone are two thirds of a gigabyte.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -48,22 +50,12 @@ class CheckpointMismatch(ValueError):
 def save_checkpoint(path: str | Path, **state: Any) -> None:
     """Write `state` to `path` atomically and durably; errors name the file and the cause."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + TMP_SUFFIX)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+    kept = f" (the previous {path.name}, if any, is kept)"
+    with _replacing(path, f"checkpoint {path}", kept, durable=True) as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
         kill_point("checkpoint")
-        tmp.replace(path)
-        _fsync_dir(path.parent)
-    except OSError as err:
-        raise OSError(
-            f"cannot write checkpoint {path}: {err.strerror or err} (the previous "
-            f"{path.name}, if any, is kept)"
-        ) from err
-    finally:
-        tmp.unlink(missing_ok=True)  # already gone after a successful replace
 
 
 def save_safetensors(
@@ -81,15 +73,30 @@ def save_safetensors(
 
     path = Path(path)
     data = save(tensors, metadata=metadata)
+    with _replacing(path, str(path)) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path, what: str, note: str = "", durable: bool = False) -> Iterator[IO]:
+    """A new file opened beside `path`, renamed over it once the block completes.
+
+    A stale temporary from an interrupted write is removed first (a new file gets the
+    umask's mode, not the stale one's) and whatever is left on failure is removed after;
+    `durable` also makes the rename itself survive a crash. An OSError names `what`.
+    """
     tmp = path.with_suffix(path.suffix + TMP_SUFFIX)
     try:
-        tmp.unlink(missing_ok=True)  # a stale one would keep its own mode
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as err:
-        raise OSError(f"cannot write {path}: {err.strerror or err}") from err
-    finally:
         tmp.unlink(missing_ok=True)
+        with open(tmp, "wb") as f:
+            yield f
+        tmp.replace(path)
+        if durable:
+            _fsync_dir(path.parent)
+    except OSError as err:
+        raise OSError(f"cannot write {what}: {err.strerror or err}{note}") from err
+    finally:
+        tmp.unlink(missing_ok=True)  # already gone after a successful replace
 
 
 def _fsync_dir(folder: Path) -> None:

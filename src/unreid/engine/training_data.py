@@ -2,9 +2,9 @@
 
 Sizes a small dataset cannot meet and unreadable images stop the run here,
 before a model is built or a run folder touched; crops far smaller than the
-model's input are a warning (they train, on blurred upscaled detail). With `data.decoded_cache` the
-training images are decoded once into uint8 tensors and augmented batch-wise
-(`DeviceAugment`), on the device with `data.device_augment`.
+model's input are a warning (they train, on blurred upscaled detail). With
+`data.decoded_cache` the training images are decoded once into uint8 tensors and
+augmented batch-wise (`DeviceAugment`), on the device with `data.device_augment`.
 """
 
 from __future__ import annotations

@@ -161,7 +161,8 @@ def load_folder(root: str | Path) -> tuple[ReidDataset, LoadReport]:
     rows (header optional; a first row whose path is not an image is taken as the header;
     relative paths are resolved against the CSV's folder). Camera names or labels are mapped
     to 0..C-1 in natural sort order (cam2 before cam10) and kept as `camera_names`, which the
-    report shows. pid is None and there is no test split. Hidden entries, non-image files and empty camera folders are counted as ignored.
+    report shows. pid is None and there is no test split. Hidden entries, non-image files
+    and empty camera folders are counted as ignored.
     """
     root = absolute_root(root)
     if root.is_file():
