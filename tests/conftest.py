@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tiny_runs import TINY, TINY_B
+from tiny_runs import ONE_STEP_RUN, TINY, TINY_B
 from unreid.data.synthetic import generate_synthetic
 
 # Two cores: keep torch from oversubscribing when pytest runs alongside data workers.
@@ -73,3 +74,27 @@ def learning_runs(tiny_synthetic, tiny_synthetic_b, tmp_path_factory):
     from learning_runs import LearningRuns
 
     return LearningRuns(tiny_synthetic, tiny_synthetic_b, tmp_path_factory.mktemp("learning"))
+
+
+@pytest.fixture(scope="session")
+def finished_once(tiny_synthetic, tmp_path_factory) -> Path:
+    """A finished run with its report, as a user leaves it: the demo preset for ONE_STEP_RUN
+    on the tiny set, named `r`, trained once per worker; tests take `finished`, a copy."""
+    from unreid.config import load_config
+    from unreid.engine import train
+    from unreid.report import write_report
+
+    out = tmp_path_factory.mktemp("finished")
+    cfg = [*ONE_STEP_RUN, f"data.root={tiny_synthetic}", f"out_dir={out}", "name=r"]
+    train(load_config("demo", cfg), progress=False)
+    write_report(out / "r")
+    assert {"last.pth", "log.jsonl", "report.html"} <= {p.name for p in (out / "r").iterdir()}
+    return out / "r"
+
+
+@pytest.fixture
+def finished(finished_once, tmp_path) -> Path:
+    """This test's copy of `finished_once`, at `tmp_path / "r"` (where the tests' configs
+    with `out_dir=tmp_path`, `name=r` write)."""
+    shutil.copytree(finished_once, tmp_path / "r")
+    return tmp_path / "r"

@@ -9,13 +9,14 @@ method costs two runs and one epoch for both claims, where separate tests cost f
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from run_copies import copied_after
 from unreid.engine import train
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -60,22 +61,13 @@ class LearningRuns:
         return self.done[method, control]
 
     def _train(self, method: str, control: str) -> Finished:
-        import unreid.engine.recorder as recorder
-
         cfg = learning.run_config(method, SEED, control, self.sets, self.out, f"{method}-{control}")
-        real, split, copy = (
-            recorder.RunRecorder.epoch,
-            self.split_epoch(method),
-            self.copy_of(method),
+        copying = (
+            copied_after(self.split_epoch(method), self.copy_of(method))
+            if control == "trained"
+            else contextlib.nullcontext()
         )
-
-        def epoch_then_copy(rec, epoch, *args):
-            real(rec, epoch, *args)
-            if control == "trained" and epoch + 1 == split:  # its checkpoint is written
-                shutil.copytree(rec.run_dir, copy)
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(recorder.RunRecorder, "epoch", epoch_then_copy)
+        with copying:
             summary = train(cfg, progress=False)
         return Finished(self.out / cfg.name, summary["final_test"]["mAP"])
 

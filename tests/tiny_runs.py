@@ -43,3 +43,5 @@ QUIET_RUN = [
     "eval.at_start=false",
     "eval.select_best_on=none",
 ]
+# ... and the shortest run there is: one epoch of one step (run-folder and overwrite tests)
+ONE_STEP_RUN = [*QUIET_RUN, "train.iters=1", "train.epochs=1"]

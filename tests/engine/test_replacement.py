@@ -5,22 +5,20 @@ a SIGKILL); a run that stopped before its first checkpoint does not block its fo
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 import forked_cli
-from tiny_runs import QUIET_RUN
+from tiny_runs import ONE_STEP_RUN
 from unreid.checkpoint import load_checkpoint
 from unreid.config import load_config
 from unreid.engine import train
 from unreid.engine.loop import DegenerateClustering
 from unreid.engine.recorder import RunFolderError
 from unreid.engine.replacement import MARKER, aside_path, move_aside, recover
-from unreid.report import write_report
 
-TINY = [*QUIET_RUN, "train.iters=1", "train.epochs=1"]
+TINY = ONE_STEP_RUN  # the run of conftest's `finished` copies
 
 
 def config(root: Path, out: Path, *extra: str):
@@ -29,23 +27,6 @@ def config(root: Path, out: Path, *extra: str):
 
 def files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def finished_once(tiny_synthetic, tmp_path_factory) -> Path:
-    """A finished run with its report, as a user leaves it (trained once for the module)."""
-    out = tmp_path_factory.mktemp("finished")
-    train(config(tiny_synthetic, out), progress=False)
-    write_report(out / "r")
-    assert {"last.pth", "log.jsonl", "report.html"} <= set(files(out / "r"))
-    return out / "r"
-
-
-@pytest.fixture
-def finished(finished_once, tmp_path) -> Path:
-    """This test's copy of the finished run, at `tmp_path / "r"` (where `config` writes)."""
-    shutil.copytree(finished_once, tmp_path / "r")
-    return tmp_path / "r"
 
 
 def interrupt(*args, **kwargs):

@@ -23,6 +23,7 @@ TINY = [*QUIET_RUN, "train.iters=1"]
 
 
 def config(root: Path, out: Path, *extra: str):
+    """With "train.epochs=1", the run conftest's `finished` copies to out / "r"."""
     return load_config("demo", [*TINY, f"data.root={root}", f"out_dir={out}", "name=r", *extra])
 
 
@@ -30,18 +31,18 @@ def lines(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
 
 
-def test_a_second_run_into_the_folder_is_refused_and_nothing_is_touched(tiny_synthetic, tmp_path):
-    train(config(tiny_synthetic, tmp_path, "train.epochs=1"), progress=False)
-    run = tmp_path / "r"
+def test_a_second_run_into_the_folder_is_refused_and_nothing_is_touched(
+    finished, tiny_synthetic, tmp_path
+):
+    run = finished  # config(tiny_synthetic, tmp_path, "train.epochs=1"), trained
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     with pytest.raises(RunFolderError, match=r"already holds a run .*--resume .*--overwrite"):
         train(config(tiny_synthetic, tmp_path, "train.epochs=1", "data.root=/typo"), progress=False)
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
-def test_overwrite_replaces_only_after_the_data_loaded(tiny_synthetic, tmp_path):
-    train(config(tiny_synthetic, tmp_path, "train.epochs=1"), progress=False)
-    run = tmp_path / "r"
+def test_overwrite_replaces_only_after_the_data_loaded(finished, tiny_synthetic, tmp_path):
+    run = finished  # config(tiny_synthetic, tmp_path, "train.epochs=1"), trained
     kept = (run / "last.pth").read_bytes()
     with pytest.raises(
         DatasetLayoutError, match="does not exist"
@@ -53,8 +54,8 @@ def test_overwrite_replaces_only_after_the_data_loaded(tiny_synthetic, tmp_path)
     assert [r["epoch"] for r in lines(run)] == [1]
 
 
-def test_resume_refuses_another_config_by_name(tiny_synthetic, tmp_path):
-    train(config(tiny_synthetic, tmp_path, "train.epochs=1"), progress=False)
+def test_resume_refuses_another_config_by_name(finished, tiny_synthetic, tmp_path):
+    # finished: config(tiny_synthetic, tmp_path, "train.epochs=1"), trained
     other = config(tiny_synthetic, tmp_path, "train.epochs=2", "train.lr=0.01")
     with pytest.raises(ConfigError, match=r"train\.lr: run 0\.00035, now 0\.01"):
         train(other, resume=tmp_path / "r", progress=False)
@@ -105,10 +106,10 @@ def test_a_relative_root_is_saved_absolute_and_resumes_from_another_folder(
     assert load_checkpoint(run / "last.pth")["state"]["epoch"] == 2
 
 
-def test_divergence_stops_before_anything_is_saved(tiny_synthetic, tmp_path, monkeypatch):
+def test_divergence_stops_before_anything_is_saved(finished, tiny_synthetic, tmp_path, monkeypatch):
     from unreid.methods.cluster_contrast import ClusterContrast
 
-    train(config(tiny_synthetic, tmp_path, "train.epochs=1"), progress=False)
+    # finished: config(tiny_synthetic, tmp_path, "train.epochs=1"), trained
     good = load_checkpoint(tmp_path / "r" / "last.pth")
     real = ClusterContrast.losses
     monkeypatch.setattr(
