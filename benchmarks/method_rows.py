@@ -41,6 +41,8 @@ NO_SCL = (*CAMERA_FRAME, "gcl_scl.update=average")  # batch-mean update: SCL's p
 NO_CSA, NO_HPS = ("csa_hps.init=mean",), ("csa_hps.update=mean",)
 FRESH = ("spcl.cluster_on=extracted",)  # a diagnosis row: SpCL clustering fresh features
 STREAM = ("train.sampler=pk_stream",)  # a diagnosis row: SpCL with the reference's batches
+DSBN = ("model.dsbn=true",)
+UDA_EXTRA = {"group": "uda", "data": "A->B", "default": False}  # asked for by name
 # issue 28: Cluster Contrast on a ViT-S/16 with TransReID-SSL's unsupervised recipe
 # (cluster_contrast/market1501_vit_small_lup: SGD momentum 0.9 at lr 3.5e-4, drop-path 0.3,
 # hard memory update at momentum 0.2, K = 8) on the demo's budget, size and data; the
@@ -83,6 +85,10 @@ ROWS = [
     Row("uda_cc_target_only", "Cluster Contrast, B alone", "demo", group="uda", data="B"),
     Row("uda_spcl", "SpCL UDA, A→B", "spcl/demo_uda", group="uda", data="A->B"),
     Row("uda_spcl_cc", "SpCL + CC UDA, A→B", "spcl_uda/demo", group="uda", data="A->B"),
+    # SpCL's own configuration: domain-specific BN, each domain's copy starting from the
+    # network's BN (the demo presets share BN: from random init DSBN trained worse there)
+    Row("uda_spcl_dsbn", "SpCL UDA, DSBN, A→B", "spcl/demo_uda", DSBN, **UDA_EXTRA),
+    Row("uda_spcl_cc_dsbn", "SpCL + CC UDA, DSBN, A→B", "spcl_uda/demo", DSBN, **UDA_EXTRA),
 ]
 OUT = Path(__file__).resolve().parent / "out" / "methods"  # ignored by git (/benchmarks/out/)
 BASELINES = {"demo": "cc", "uda": "uda_cc_target_only"}

@@ -246,8 +246,6 @@ def test_end_to_end_table_equals_the_run_folders_and_rows_start_from_the_pretrai
 
 
 def test_pretrained_regime_refuses_what_it_cannot_honour(capsys):
-    assert bm.main(["--regime", "pretrained", "--rows", "uda"]) == 2
-    assert "demo group only" in capsys.readouterr().err
     argv = ["--regime", "pretrained", "--rows", "cc", "--set", "model.pretrained=x.pth"]
     assert bm.main(argv) == 2
     assert "model.pretrained is what --regime pretrained sets" in capsys.readouterr().err
@@ -302,3 +300,31 @@ def test_a_row_that_sets_model_arch_starts_from_its_own_arch_pretraining(
     assert rows.row_arch(by_name["cc_vit_small"]) == "vit_small"
     with pytest.raises(KeyError, match="no pretraining run"):
         rows.pretraining_row(rows.Row("x", "x", "demo", ("model.arch=vit_base",)))
+
+
+def test_the_adaptation_rows_start_from_the_pretraining_dsbn_ones_included(
+    monkeypatch, tmp_path, capsys
+):
+    launched = []
+
+    def execute(p):
+        launched.append((p.row.name, p.run_dir, p.overrides))
+        return mt.RunResult(p.seed, p.run_dir, 0.5, 0.5, 1.0, start_mAP=0.25)
+
+    monkeypatch.setattr(mr, "execute", execute)
+    data = tmp_path / "data"
+    data.mkdir()
+    argv = ["--regime", "pretrained", "--rows", "uda", "uda_spcl_dsbn", "uda_spcl_cc_dsbn"]
+    argv += ["--seeds", "0", "--out", str(tmp_path), "--jobs", "1"]
+    for role in ("a", "b", "p"):
+        argv += [f"--data-{role}", str(data)]
+    assert bm.main(argv) == 0, capsys.readouterr().err
+    names = [name for name, *_ in launched]
+    assert names == ["pretrain", "uda_cc_target_only", "uda_spcl", "uda_spcl_cc",
+                     "uda_spcl_dsbn", "uda_spcl_cc_dsbn"]  # fmt: skip
+    weights = f"model.pretrained={launched[0][1] / 'last.pth'}"
+    for name, _, overrides in launched[1:]:
+        assert weights in overrides, name
+        assert ("model.dsbn=true" in overrides) == name.endswith("_dsbn"), name
+        adapting = name != "uda_cc_target_only"
+        assert any(o.startswith("data.source_root=") for o in overrides) == adapting, name

@@ -88,3 +88,46 @@ def test_transformer_dsbn_normalises_each_domain_as_its_own_batch(arch, monkeypa
     assert not torch.allclose(source_mean, state["neck.target.running_mean"])
     rebuilt = model_for_state(cfg, (64, 32), state)  # what load_model and eval build
     rebuilt.load_state_dict(state)  # strict: the same DSBN layout, the same camera table
+
+
+def test_dsbn_from_plain_pretrained_weights_starts_both_domains_from_its_bn(tmp_path):
+    """What `--regime pretrained` gives an adaptation row with model.dsbn=true: a plain
+    network's checkpoint (an unreid run's last.pth) fills both copies of every BN, so
+    before any training the DSBN model computes the plain model's features in either
+    domain."""
+    torch.manual_seed(0)
+    plain = build_model(ModelConfig(arch="resnet18", pretrained="none"))
+    for m in plain.modules():  # statistics and affine terms unlike a fresh BN's
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+            m.num_batches_tracked.fill_(7)
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+    path = tmp_path / "last.pth"
+    torch.save({"model": plain.state_dict()}, path)
+    loaded = build_model(ModelConfig(arch="resnet18", pretrained=str(path)))
+    dsbn = build_model(ModelConfig(arch="resnet18", pretrained=str(path), dsbn=True))
+    pairs = {n: m for n, m in dsbn.named_modules() if isinstance(m, DomainSpecificBatchNorm)}
+    backbone_bns = {
+        n: m for n, m in plain.named_modules()
+        if isinstance(m, nn.BatchNorm2d) and n.startswith("backbone.")
+    }  # fmt: skip
+    assert set(backbone_bns) < set(pairs) and "neck" in pairs
+    for name, bn in backbone_bns.items():  # the weights' BN, in both copies
+        for copy_ in (pairs[name].source, pairs[name].target):
+            for key, value in bn.state_dict().items():
+                assert torch.equal(copy_.state_dict()[key], value), (name, key)
+    for key, value in loaded.neck.state_dict().items():  # the neck: fresh, as in the plain one
+        assert torch.equal(pairs["neck"].source.state_dict()[key], value)
+        assert torch.equal(pairs["neck"].target.state_dict()[key], value)
+    images = torch.randn(4, 3, 64, 32)
+    loaded.eval(), dsbn.eval()
+    with torch.no_grad():
+        expected = loaded(images)
+        assert torch.equal(dsbn(images), expected)  # target copies
+        with source_rows(dsbn, ALL_ROWS):
+            assert torch.equal(dsbn(images), expected)  # source copies
+        with source_rows(dsbn, 2):
+            assert torch.equal(dsbn(images), expected)  # a mixed batch
