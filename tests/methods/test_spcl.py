@@ -12,7 +12,7 @@ from tiny_runs import QUIET_RUN
 from unreid.checkpoint import load_checkpoint
 from unreid.config import ConfigError, load_config
 from unreid.engine import train
-from unreid.losses.hybrid_nce import hybrid_nce
+from unreid.losses.hybrid_nce import hybrid_nce, hybrid_nce_official
 from unreid.methods import Batch, MethodContext, build_method
 from unreid.methods import spcl as spcl_module
 from unreid.pseudo_labels import PseudoLabels
@@ -42,6 +42,7 @@ def build(*overrides: str):
         ("spcl.eps_gap=0", "eps_gap"),
         ("spcl.momentum=1", "momentum"),
         ("spcl.cluster_on=fresh", "cluster_on"),
+        ("spcl.loss=masked", "loss"),
         ("spcl.independence_keep=0", "independence_keep"),
         ("cluster.method=infomap", "cluster.method"),
         ("cluster.eps=0.99", "cluster.eps"),
@@ -163,3 +164,17 @@ def test_adapting_run_resumes_exactly(tiny_synthetic, tiny_synthetic_b, tmp_path
                 and torch.isnan(b[part][key]).all()
             ), f"{part}.{key}"
     assert int(b["method"]["memory.num_source"]) > 0
+
+
+def test_the_official_loss_option_computes_the_released_form_over_the_memorys_classes():
+    m = build("spcl.self_paced=false", "spcl.loss=official")
+    feats = unit(9, 0)
+    m.clustering_features(0, feats, [])
+    m.start_epoch(0, feats, LABELS, torch.zeros(9, dtype=torch.long))
+    x = unit(4, 1)
+    batch = Batch(x, torch.tensor([0, 3, 2, 0]), torch.zeros(4, dtype=torch.long),
+                  torch.tensor([1, 6, 8, 1]))  # fmt: skip
+    got = m.losses(batch)["hybrid_nce"]
+    centroids = m.memory.centroids()
+    assert torch.allclose(got, hybrid_nce_official(x, batch.targets, centroids, 0.05))
+    assert not torch.allclose(got, hybrid_nce(x, batch.targets, centroids, 0.05), atol=0, rtol=0)

@@ -24,7 +24,8 @@ names one (`data.source`); Table 1 of Cluster Contrast's appendix quotes both
 Departures, on purpose: the engine's P×K sampler gives an un-clustered image
 K augmented copies in a batch where SpCL's sampler gives it one; SpCL's
 masked softmax adds 1e-6 inside its sums and logarithm, a plain cross-entropy
-is used here. The paper text is not in this repository; the criterion's
+(the paper's Eq. 2) is used here by default, the code's form with
+`spcl.loss=official`. The paper text is not in this repository; the criterion's
 thresholds (α keeping 90% of clusters at the first epoch, fixed afterwards;
 β = the best compactness within each cluster) are read from SpCL's code.
 """
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 
 from unreid.errors import check_choice, check_range
-from unreid.losses.hybrid_nce import hybrid_nce
+from unreid.losses.hybrid_nce import hybrid_nce, hybrid_nce_official
 from unreid.memory.class_centroids import class_centroids
 from unreid.memory.hybrid_memory import HybridMemory
 from unreid.methods.base import Batch, Method, MethodContext, register_method
@@ -51,6 +52,7 @@ from unreid.pseudo_labels.self_paced import reliable_clusters, singletons
 log = logging.getLogger("unreid")
 
 CLUSTER_ON = ("memory", "extracted")
+LOSSES = ("cross_entropy", "official")
 
 
 @dataclass
@@ -68,6 +70,9 @@ class SpCLConfig:
     # What is clustered: the "memory"'s stored features (SpCL), or the "extracted" ones,
     # which then also replace the memory's image rows every epoch.
     cluster_on: str = "memory"
+    # The unified loss: "cross_entropy" (the paper's Eq. 2), or "official", the released
+    # code's masked softmax with 1e-6 in its sum and its logarithm (hybrid_nce_official)
+    loss: str = "cross_entropy"
 
     def __post_init__(self) -> None:
         check_range("temperature", self.temperature, 0.0, low_open=True)
@@ -75,6 +80,7 @@ class SpCLConfig:
         check_range("eps_gap", self.eps_gap, 0.0, low_open=True)
         check_range("independence_keep", self.independence_keep, 0.0, 1.0, low_open=True)
         check_choice("cluster_on", self.cluster_on, CLUSTER_ON)
+        check_choice("loss", self.loss, LOSSES)
 
     def ignored(self) -> dict[str, str]:
         if self.self_paced:
@@ -198,13 +204,20 @@ class SpCL(Method):
         classes, _ = self._classes_and_rows(batch)
         centroids = self.memory.centroids()
         t, sc = self.cfg.temperature, batch.source_count
+        if self.cfg.loss == "official":
+            sizes = torch.bincount(self.memory.row_classes, minlength=centroids.shape[0])
+
+            def nce(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+                return hybrid_nce_official(x, c, centroids, t, present=sizes > 0)
+        else:
+
+            def nce(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+                return hybrid_nce(x, c, centroids, t)
+
         if sc == 0:
-            return {"hybrid_nce": hybrid_nce(batch.features, classes, centroids, t)}
+            return {"hybrid_nce": nce(batch.features, classes)}
         x = batch.features
-        return {
-            "source_nce": hybrid_nce(x[:sc], classes[:sc], centroids, t),
-            "target_nce": hybrid_nce(x[sc:], classes[sc:], centroids, t),
-        }
+        return {"source_nce": nce(x[:sc], classes[:sc]), "target_nce": nce(x[sc:], classes[sc:])}
 
     @torch.no_grad()
     def update_memories(self, batch: Batch) -> None:
