@@ -31,6 +31,7 @@ __all__ = [
     "CheckpointMismatch",
     "checkpoint_kind",
     "load_checkpoint",
+    "inference_state",
     "load_state",
     "peek_checkpoint",
     "save_checkpoint",
@@ -41,6 +42,17 @@ TMP_SUFFIX = ".tmp"
 TRAINING, INFERENCE = "training", "inference"
 RESUME_KEYS = ("model", "method", "optimizer", "scheduler", "state", "config")
 """What a training checkpoint must hold for a resume to be the uninterrupted run."""
+
+
+INFERENCE_MODEL = "inference_model"
+"""A training checkpoint's key for the weights inference uses, when they are not `model`'s
+(a method that extracts with another network: ICE's mean teacher)."""
+
+
+def inference_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The state dict a checkpoint's run was evaluated with: `inference_model` when the
+    training checkpoint holds one, else `model` (every inference checkpoint, most runs)."""
+    return ckpt[INFERENCE_MODEL] if INFERENCE_MODEL in ckpt else ckpt["model"]
 
 
 class CheckpointMismatch(ValueError):

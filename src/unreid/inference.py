@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import to_pil_image
 from tqdm import tqdm
 
-from unreid.checkpoint import INFERENCE, load_checkpoint
+from unreid.checkpoint import INFERENCE, inference_state, load_checkpoint
 from unreid.config import Config, config_from_dict
 from unreid.data.decode import to_rgb
 from unreid.data.image_dataset import read_image
@@ -284,7 +284,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], A
             f"{path}: not an unreid checkpoint (expected a dict with 'model' and 'config' "
             f"entries, found {sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__})"
         )
-    return ckpt["model"], ckpt["config"], ckpt.get("preprocessing")
+    return inference_state(ckpt), ckpt["config"], ckpt.get("preprocessing")
 
 
 def export_config_path(weights: Path) -> Path:

@@ -16,6 +16,7 @@ from unreid.checkpoint import load_checkpoint, load_state
 from unreid.config import ConfigError, load_config
 from unreid.engine import train
 from unreid.engine.setup import training_views
+from unreid.inference import read_weights
 from unreid.losses import cluster_nce
 from unreid.losses.ice import ice_hard_instance_nce, ice_proxy_nce, ice_soft_consistency
 from unreid.methods import Batch, MethodContext, build_method
@@ -241,18 +242,30 @@ def test_views_are_refused_under_torchrun_and_with_the_decoded_cache():
 
 
 def test_a_tiny_run_trains_every_term_and_moves_the_teacher(tiny_synthetic, tmp_path, monkeypatch):
+    """... and, as ICE's code, clusters and evaluates the teacher and keeps its weights for
+    inference (`ice.extract_with=teacher`, the default but in ice/demo)."""
+    import unreid.engine.loop as loop
+
     initial: dict[str, torch.Tensor] = {}
-    real_bind = ICE.bind_model
+    real_bind, real_extract = ICE.bind_model, loop.Extractor.__call__
+    bound: list[ICE] = []
+    extracted: list[tuple[str, bool]] = []  # (what, was it the teacher)
 
     def spy_bind(self, model):
         real_bind(self, model)
+        bound.append(self)
         initial.update({k: v.clone() for k, v in self.teacher.named_parameters()})
 
+    def spy_extract(self, model, samples, desc):
+        extracted.append((desc, model is bound[0].teacher))
+        return real_extract(self, model, samples, desc)
+
     monkeypatch.setattr(ICE, "bind_model", spy_bind)
+    monkeypatch.setattr(loop.Extractor, "__call__", spy_extract)
     cfg = load_config(
         "ice/demo",
         [*QUIET_RUN, "train.iters=2", "train.epochs=1", "train.threads=1",
-         f"data.root={tiny_synthetic}", f"out_dir={tmp_path}"],
+         f"data.root={tiny_synthetic}", f"out_dir={tmp_path}", "ice.extract_with=teacher"],
     )  # fmt: skip
     summary = train(cfg, progress=False)
     run = Path(summary["run_dir"])
@@ -267,3 +280,23 @@ def test_a_tiny_run_trains_every_term_and_moves_the_teacher(tiny_synthetic, tmp_
     moved = [k for k in initial if not torch.equal(teacher[k], initial[k])]
     assert moved, "the EMA never moved the teacher"
     assert any(not torch.equal(teacher[k], ckpt["model"][k]) for k in moved)  # it lags
+    # the training set's features (clustering, proxies) and the evaluation: the teacher's
+    assert [what for what, _ in extracted][:1] == ["extract 1"] and len(extracted) >= 2
+    assert all(was_teacher for _, was_teacher in extracted), extracted
+    # inference reads the teacher (its BN statistics included) from the training checkpoint
+    inference, _, _ = read_weights(run / "last.pth")
+    assert inference.keys() == ckpt["model"].keys()
+    assert all(torch.equal(inference[k], teacher[k]) for k in inference)
+
+
+def test_extract_with_picks_the_teacher_or_the_student():
+    model = nn.Sequential(nn.Linear(3, 3))
+    for choice, want in (("teacher", "teacher"), ("student", "model")):
+        m, _ = build(f"ice.extract_with={choice}")
+        m.bind_model(model)
+        assert m.extraction_model(model) is {"teacher": m.teacher, "model": model}[want]
+    alone, _ = build("ice.instance_weight=0", "ice.consistency_weight=0")
+    alone.bind_model(model)  # no teacher term, no teacher: the model is extracted
+    assert alone.teacher is None and alone.extraction_model(model) is model
+    with pytest.raises(ConfigError, match="extract_with"):
+        load_config(None, ["method=ice", "ice.extract_with=ema"])

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.checkpoint:
         raise ConfigError("eval needs --checkpoint PATH (or --baseline histogram)")
-    from unreid.checkpoint import load_checkpoint
+    from unreid.checkpoint import inference_state, load_checkpoint
     from unreid.config import config_from_dict
     from unreid.engine import evaluate_model, resolve_device
     from unreid.features import Extractor
@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     if not dataset.has_test_split:
         raise ConfigError(f"{cfg.data.dataset} at {cfg.data.root} has no query/gallery split")
     device = resolve_device(cfg.train.device)
-    model = model_for_state(cfg.model, (cfg.data.height, cfg.data.width), ckpt["model"])
-    model.load_state_dict(ckpt["model"])
+    state = inference_state(ckpt)  # the network the run evaluated (ICE: its teacher)
+    model = model_for_state(cfg.model, (cfg.data.height, cfg.data.width), state)
+    model.load_state_dict(state)
     d = cfg.data
     extract = Extractor(d.height, d.width, cfg.eval.batch_size, d.workers, device)
     metrics = evaluate_model(

@@ -88,7 +88,8 @@ def run_epochs(
     evaluate = extract.with_batch_size(cfg.eval.batch_size)
 
     def metrics(split: str):
-        return evaluate_model(run.model, *data.split(split), evaluate, rerank=cfg.eval.rerank)
+        net = run.method.extraction_model(run.model)  # usually the model; ICE's teacher
+        return evaluate_model(net, *data.split(split), evaluate, rerank=cfg.eval.rerank)
 
     if state.epoch == 0 and cfg.eval.at_start and data.has_test:
         recorder.untrained(metrics("test"))
@@ -98,7 +99,8 @@ def run_epochs(
         # whatever evaluation or other RNG consumers ran before.
         seed_everything(t.seed * 1000 + epoch)
         # 1. features of every training image, in dataset order
-        features = extract(run.model, data.train, f"extract {epoch + 1}")
+        net = run.method.extraction_model(run.model)  # usually the model; ICE's teacher
+        features = extract(net, data.train, f"extract {epoch + 1}")
         # 2. pseudo labels on the method's view of the features (-1 = outlier, sits out)
         labels = cluster(cfg, run, epoch, features, data)
         recorder.pseudo_labels(epoch, labels, data.train, data.dataset.camera_names)
@@ -221,7 +223,8 @@ def start_memories(
     device = features.device
     if data.source is not None and run.method.wants_source_features(epoch):
         with source_rows(run.model, ALL_ROWS):  # the source statistics, under DSBN
-            feats = extract(run.model, data.source.samples, f"extract source {epoch + 1}")
+            net = run.method.extraction_model(run.model)
+            feats = extract(net, data.source.samples, f"extract source {epoch + 1}")
         run.method.start_source(feats.to(device), data.source.labels.to(device))
         del feats
     run.method.start_epoch(epoch, features, labels, data.cameras)

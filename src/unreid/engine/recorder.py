@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from unreid.checkpoint import TMP_SUFFIX, TRAINING, load_checkpoint, save_checkpoint
+from unreid.checkpoint import (
+    INFERENCE_MODEL,
+    TMP_SUFFIX,
+    TRAINING,
+    load_checkpoint,
+    save_checkpoint,
+)
 from unreid.config import Config, config_from_dict, dump_config
 from unreid.data.samples import Sample
 from unreid.engine.replacement import drop, move_aside, put_back, recover
@@ -217,6 +223,9 @@ class RunRecorder:
             "state": vars(state).copy(),
             "config": cfg.to_dict(),
         }
+        evaluated = run.method.extraction_model(run.model)
+        if evaluated is not run.model:  # inference reads these (checkpoint.inference_state)
+            ckpt[INFERENCE_MODEL] = evaluated.state_dict()
         # The record first: a crash before the checkpoint leaves a line that a resume
         # drops (it is past the checkpoint's epoch), never a checkpoint with no line.
         self.last = metrics
@@ -229,7 +238,7 @@ class RunRecorder:
             self.aside = None
         if improved:
             scores = {split: metrics_record(m) for split, m in metrics.items()}
-            best = inference_checkpoint(run.model.state_dict(), cfg, ckpt["state"], scores)
+            best = inference_checkpoint(evaluated.state_dict(), cfg, ckpt["state"], scores)
             save_checkpoint(self.run_dir / "best.pth", **best)
         quality = record.get("pseudo_label_quality")
         log.info(

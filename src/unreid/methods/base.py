@@ -83,6 +83,15 @@ class Method(nn.Module):
         saved state loads into it.
         """
 
+    def extraction_model(self, model: nn.Module) -> nn.Module:
+        """The network whose features are clustered and evaluated, and which inference keeps.
+
+        The model being trained, by default. A method with a mean teacher may answer
+        with the teacher (ICE's code clusters, evaluates and saves its EMA model); the
+        recorder then writes that network's weights as the run's inference weights.
+        """
+        return model
+
     def clustering_features(
         self, epoch: int, features: torch.Tensor, samples: list[Sample]
     ) -> torch.Tensor:

@@ -30,6 +30,13 @@ docs say so):
   commented out), and a fourth term is on: label-smoothed cross-entropy
   against the epoch-start cluster centroids at temperature 0.5.
 
+Which network is extracted (`ice.extract_with`): the code clusters the mean
+teacher's features every epoch, builds the proxies from them, evaluates the
+teacher and saves it (examples/unsupervised_train.py), so "teacher" is the
+default: the loop asks `extraction_model` for the network to extract, and the
+run's inference weights are the teacher's. "student" extracts, evaluates and
+keeps the trained model (this implementation's behaviour before issue 33).
+
 Weights and temperatures default to the code's values (proxy 0.5 at τ 0.07,
 instance 1 at τ 0.1, consistency 10 at τ 0.4, α 0.999).
 """
@@ -53,6 +60,7 @@ from unreid.models.bn_groups import bn_groups
 from unreid.pseudo_labels import PseudoLabels
 
 FORMS = ("paper", "code")
+EXTRACT_WITH = ("teacher", "student")
 # Batch.extras keys: the teacher's features of the second strong view and of the weak view
 TEACHER_STRONG, TEACHER_WEAK = "teacher_strong", "teacher_weak"
 
@@ -82,9 +90,13 @@ class ICEConfig:
     cluster_weight: float = 1.0
     cluster_temperature: float = 0.5
     cluster_label_smoothing: float = 0.1
+    # The network whose features are clustered and evaluated, and whose weights inference
+    # keeps: "teacher" (ICE's code: its EMA model throughout) or "student" (the trained one).
+    extract_with: str = "teacher"
 
     def __post_init__(self) -> None:
         check_choice("form", self.form, FORMS)
+        check_choice("extract_with", self.extract_with, EXTRACT_WITH)
         for key in ("proxy_weight", "instance_weight", "consistency_weight", "cluster_weight"):
             check_range(key, getattr(self, key), 0.0)
         for key in (
@@ -143,7 +155,7 @@ class ICEConfig:
                 out.update({k: f"ice.{weight}=0" for k in keys})
         if not self.uses_teacher:
             why = "no teacher term (ice.instance_weight=ice.consistency_weight=0)"
-            out.update({k: why for k in ("ema_momentum", "teacher_bn_group_size")})
+            out.update({k: why for k in ("ema_momentum", "teacher_bn_group_size", "extract_with")})
         return out
 
     def run_checks(self, cfg: Any) -> list[tuple[str, bool, str]]:
@@ -190,6 +202,13 @@ class ICE(Method):
             p.requires_grad_(False)
         self.teacher = teacher
         self._student = (model,)
+
+    def extraction_model(self, model: nn.Module) -> nn.Module:
+        """The teacher under `ice.extract_with=teacher` (ICE's code extracts, evaluates and
+        saves `model_1_ema`), so the proxies start from its features too; else the model."""
+        if self.cfg.extract_with == "teacher" and self.teacher is not None:
+            return self.teacher
+        return model
 
     def start_epoch(
         self, epoch: int, features: torch.Tensor, labels: PseudoLabels, cameras: torch.Tensor
