@@ -25,7 +25,7 @@ ON_DEGENERATE = ("stop", "skip")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 BN_RUNNING_STATS = ("first", "mean")
 # Batch samplers (data/epoch_batches.py maps each name to its class) and epoch lengths.
-SAMPLERS = ("pk", "pk_stream", "proxy_balanced")
+SAMPLERS = ("pk", "pk_stream", "proxy_balanced", "pk_cameras")
 EPOCH_LENGTHS = ("iters", "one_pass")
 # Optimizers and schedules (engine/optim.py and engine/schedule.py build them), and which
 # parameters skip weight decay.
@@ -272,7 +272,8 @@ class TrainConfig:
     # Batches: "pk" (P pseudo identities x K, partners preferring other cameras),
     # "pk_stream" (the reference code's: identities in turn, K images each but one for a
     # one-image class, cut into batches; single process only) or "proxy_balanced"
-    # (CAP's: P camera-aware proxies, i.e. (cluster, camera) pairs, x K).
+    # (CAP's: P camera-aware proxies, i.e. (cluster, camera) pairs, x K) or "pk_cameras"
+    # (ICE's: P identities x K, one image of each of an identity's cameras first).
     sampler: str = "pk"
     # Steps per epoch: "iters" (a fixed train.iters) or "one_pass" (CAP's epoch: this
     # epoch's clustered images // batch size, so one pass over the data in images).

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from unreid.data.camera_sampler import CameraPKSampler
 from unreid.data.domain_batches import MixedDomainBatches, Step, single_domain
 from unreid.data.proxy_sampler import ProxyBalancedSampler
 from unreid.data.samplers import PKSampler
@@ -36,6 +37,7 @@ SAMPLERS: dict[str, type[PKSampler] | type[ProxyBalancedSampler]] = {
     "pk": PKSampler,
     "pk_stream": StreamPKSampler,
     "proxy_balanced": ProxyBalancedSampler,
+    "pk_cameras": CameraPKSampler,
 }
 """`train.sampler` names -> batch samplers (same arguments, same determinism contract)."""
 
