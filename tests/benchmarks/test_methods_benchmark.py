@@ -268,11 +268,9 @@ def test_rows_do_not_start_when_pretraining_fails(monkeypatch, tmp_path, capsys)
     assert "pretraining on set P failed" in capsys.readouterr().err
 
 
-def test_a_row_that_sets_model_arch_starts_from_its_own_arch_pretraining(
-    monkeypatch, tmp_path, capsys
-):
-    import method_rows as rows
-
+def planned_launches(monkeypatch, tmp_path, capsys, rows: list[str]) -> list[tuple]:
+    """(row, run folder, overrides) of every run `--regime pretrained ROWS` launches, seed 0,
+    each run answered with a made-up finished result instead of training."""
     launched = []
 
     def execute(p):
@@ -282,9 +280,19 @@ def test_a_row_that_sets_model_arch_starts_from_its_own_arch_pretraining(
     monkeypatch.setattr(mr, "execute", execute)
     data = tmp_path / "data"
     data.mkdir()
-    argv = ["--regime", "pretrained", "--rows", "cc_vit_small", "--seeds", "0"]
-    argv += ["--out", str(tmp_path), "--data-a", str(data), "--data-p", str(data)]
-    assert bm.main([*argv, "--jobs", "1"]) == 0
+    argv = ["--regime", "pretrained", *rows, "--seeds", "0", "--out", str(tmp_path), "--jobs", "1"]
+    for role in ("a", "b", "p"):
+        argv += [f"--data-{role}", str(data)]
+    assert bm.main(argv) == 0, capsys.readouterr().err
+    return launched
+
+
+def test_a_row_that_sets_model_arch_starts_from_its_own_arch_pretraining(
+    monkeypatch, tmp_path, capsys
+):
+    import method_rows as rows
+
+    launched = planned_launches(monkeypatch, tmp_path, capsys, ["--rows", "cc_vit_small"])
     names = [name for name, *_ in launched]
     assert names == ["pretrain", "pretrain_vit_small", "cc", "cc_vit_small"]  # pretrainings first
     folder = {name: run_dir for name, run_dir, _ in launched}
@@ -305,20 +313,8 @@ def test_a_row_that_sets_model_arch_starts_from_its_own_arch_pretraining(
 def test_the_adaptation_rows_start_from_the_pretraining_dsbn_ones_included(
     monkeypatch, tmp_path, capsys
 ):
-    launched = []
-
-    def execute(p):
-        launched.append((p.row.name, p.run_dir, p.overrides))
-        return mt.RunResult(p.seed, p.run_dir, 0.5, 0.5, 1.0, start_mAP=0.25)
-
-    monkeypatch.setattr(mr, "execute", execute)
-    data = tmp_path / "data"
-    data.mkdir()
-    argv = ["--regime", "pretrained", "--rows", "uda", "uda_spcl_dsbn", "uda_spcl_cc_dsbn"]
-    argv += ["--seeds", "0", "--out", str(tmp_path), "--jobs", "1"]
-    for role in ("a", "b", "p"):
-        argv += [f"--data-{role}", str(data)]
-    assert bm.main(argv) == 0, capsys.readouterr().err
+    rows = ["--rows", "uda", "uda_spcl_dsbn", "uda_spcl_cc_dsbn"]
+    launched = planned_launches(monkeypatch, tmp_path, capsys, rows)
     names = [name for name, *_ in launched]
     assert names == ["pretrain", "uda_cc_target_only", "uda_spcl", "uda_spcl_cc",
                      "uda_spcl_dsbn", "uda_spcl_cc_dsbn"]  # fmt: skip
