@@ -154,7 +154,8 @@ def context(args: argparse.Namespace) -> dict:
 def reference_labels(args: argparse.Namespace, shared: dict) -> tuple[np.ndarray, dict]:
     """The exact pipeline's labels (cached per size, dim and seed) and its result line."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    stem = CACHE / f"exact_n{args.n}_d{args.dim}_s{args.seed}_k{args.k1}-{args.k2}_e{args.eps}"
+    eps = str(args.eps).replace(".", "p")  # no dot: with_suffix would cut the name there
+    stem = CACHE / f"exact_n{args.n}_d{args.dim}_s{args.seed}_k{args.k1}-{args.k2}_e{eps}"
     labels_path, line_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
     if args.fresh_reference or not (labels_path.is_file() and line_path.is_file()):
         res = run_setting(args, EXACT, labels_path)

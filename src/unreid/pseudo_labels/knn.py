@@ -52,7 +52,7 @@ import torch
 
 from unreid.neighbours import UNIT_NORM_TOL, ambiguous_rows, as_unit_features, sort_candidates
 from unreid.pseudo_labels.device_knn import device_knn
-from unreid.pseudo_labels.whitened_ivf import NPROBE, WHITEN, whitened_ivf_candidates
+from unreid.pseudo_labels.whitened_ivf import CELL_SIZE, NPROBE, WHITEN, whitened_ivf_candidates
 
 KnnMethod = Literal[
     "auto", "exact", "torch", "ivf", "hnsw", "ivf_whitened", "torch_bf16", "torch_tf32",
@@ -298,7 +298,7 @@ def knn_search(
                 raise ValueError(f"{name} must be an integer >= 1, found {val!r}")
         cand = min(n, depth + _EXTRA_CANDIDATES)
         if whitened:
-            nlist = default_ivf_nlist(n) if ivf_nlist is None else int(ivf_nlist)
+            nlist = max(1, n // CELL_SIZE) if ivf_nlist is None else int(ivf_nlist)
             sims, idx = whitened_ivf_candidates(x, q, cand, nlist, int(ivf_nprobe), ivf_whiten)
         else:
             index = _ivf_index(x, ivf_nlist, ivf_nprobe)

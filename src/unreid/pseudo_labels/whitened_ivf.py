@@ -36,9 +36,11 @@ import numpy as np
 import torch
 
 WHITEN = -0.5  # eigenvalue power of the second geometry (benchmarks/knn_choice.py)
-NPROBE = 32  # cells probed per cell, in each geometry
-_TRAIN_PER_LIST = 64  # training points per cell, as for plain IVF
-_KMEANS_ITERS = 10
+NPROBE = 256  # cells probed per cell, in each geometry
+CELL_SIZE = 32  # rows per cell: the default ivf_nlist is N // CELL_SIZE
+_TRAIN_PER_LIST = 64  # k-means training points per centroid, at most
+_TRAIN_MAX = 1 << 17  # k-means training rows, at most (its cost is rows x nlist x D x iters)
+_KMEANS_ITERS = 8
 _ASSIGN_ROWS = 1 << 16  # rows transformed and assigned at once
 
 
@@ -54,11 +56,18 @@ def _cells(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's cell and each cell's ``nprobe`` nearest cells (itself first), by centroid.
 
-    ``whiten`` None: spherical k-means on ``x``; else k-means in the PCA space
-    whose directions are scaled by eigenvalue^whiten (faiss ``PCAMatrix``).
+    ``whiten`` None: spherical k-means on ``x``; else k-means (inner-product
+    assignment) in the PCA space whose directions are scaled by eigenvalue^whiten
+    (faiss ``PCAMatrix``). The cells are small (~``CELL_SIZE`` rows: at 100k x 256
+    flat k-means cells of 25 rows, 256 probes, gave ARI 0.977 against the exact
+    labels where 80-row cells and 128 probes gave 0.955), so k-means trains on at
+    most ``_TRAIN_MAX`` rows for ``_KMEANS_ITERS`` rounds; a two-level k-means
+    (coarse, then fine within each coarse cell) was cheaper but lost a third of
+    the cross-camera neighbours.
     """
     n, dim = x.shape
-    train = x[np.sort(np.random.default_rng(seed).choice(n, min(n, nlist * _TRAIN_PER_LIST), False))]
+    train_n = min(n, nlist * _TRAIN_PER_LIST, max(nlist, _TRAIN_MAX))
+    train = x[np.sort(np.random.default_rng(seed).choice(n, train_n, replace=False))]
     pca = None
     if whiten is not None:
         pca = faiss.PCAMatrix(dim, dim, float(whiten))
@@ -68,6 +77,7 @@ def _cells(
     kmeans.niter = _KMEANS_ITERS
     kmeans.seed = seed
     kmeans.max_points_per_centroid = _TRAIN_PER_LIST
+    kmeans.min_points_per_centroid = 1
     kmeans.spherical = whiten is None
     quantizer = faiss.IndexFlatIP(dim)
     kmeans.train(np.ascontiguousarray(train), quantizer)
