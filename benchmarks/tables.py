@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import scale_table
 from method_table import RunResult, clock, format_table, mean, pm, row_stats
 from results_file import METHODS_RESULTS, RESULTS, read_results
 
@@ -63,6 +64,13 @@ TABLES: dict[str, TableSpec] = {
         regime="pretrained",
         role="pretraining",
     ),
+    # docs/scale.md: made by scale_table.py from scale.jsonl (benchmarks/knn_choice.py)
+    **{
+        name: TableSpec(
+            "python benchmarks/knn_choice.py", (), role="scale", results=scale_table.SCALE_RESULTS
+        )
+        for name in scale_table.SCALE_TABLES
+    },
     "vit_pretrained": TableSpec(
         "python benchmarks/methods.py --regime pretrained --rows cc_vit_small --seeds 1 2 3",
         ("cc", "cc_vit_small"),
@@ -163,6 +171,8 @@ def learning_table(spec: TableSpec) -> str:
 def generate(name: str) -> str:
     """The text of table `name` (provenance line, blank line, Markdown table)."""
     spec = TABLES[name]
+    if spec.role == "scale":
+        return scale_table.generate(name)
     if spec.role == "learning":
         return learning_table(spec)
     chosen = select(spec)

@@ -48,11 +48,13 @@ def test_defaults_are_valid_and_dense_jaccard_allows_eps_one():
 
 
 def test_cluster_keys_ignored_by_the_mode():
-    dbscan = ClusterConfig().ignored()
-    assert {"infomap_k", "ivf_nlist"} <= set(dbscan) and "k1" not in dbscan
+    dbscan = ClusterConfig().ignored()  # knn=auto: IVF above AUTO_EXACT_BELOW images
+    assert "infomap_k" in dbscan and not {"k1", "ivf_nlist", "ivf_nprobe"} & set(dbscan)
+    assert {"ivf_nlist", "ivf_nprobe"} <= set(ClusterConfig(knn="torch").ignored())
     infomap = ClusterConfig(method="infomap").ignored()
     assert {"k1", "eps", "knn"} <= set(infomap) and "infomap_k" not in infomap
     assert "ivf_nprobe" not in ClusterConfig(knn="ivf").ignored()
+    assert "ivf_nprobe" not in ClusterConfig(knn="ivf_whitened").ignored()
     assert DataConfig().ignored() == {"source_root": "no data.source is set"}
 
 

@@ -17,7 +17,10 @@ from unreid.errors import check, check_choice, check_range
 
 JACCARD_VARIANTS = ("paper", "cluster_contrast")
 JACCARD_IMPLS = ("sparse", "dense")
-KNN_BACKENDS = ("torch", "exact", "ivf", "hnsw", "torch_bf16", "torch_tf32", "torch_fp32")
+KNN_BACKENDS = (
+    "auto", "torch", "exact", "ivf", "hnsw", "ivf_whitened", "torch_bf16", "torch_tf32",
+    "torch_fp32",
+)  # fmt: skip
 SELECT_BEST_ON = ("val", "test", "none")
 BAD_IMAGE_POLICIES = ("error", "skip")
 ERASING_FILLS = ("zero", "reference")
@@ -172,17 +175,22 @@ class ClusterConfig:
     jaccard_variant: str = "paper"
     # "sparse" (O(N·k) memory, same labels) or "dense" (the N×N reference).
     jaccard_impl: str = "sparse"
-    # kNN for the sparse path: "torch" (exact, GPU when the features are on one),
-    # "exact" (faiss flat index), "ivf" or "hnsw" (approximate, for very large N),
+    # kNN for the sparse path: "auto" ("torch" below 100,000 images or on a GPU, else
+    # "ivf_whitened"), "torch" (exact, GPU when the features are on one),
+    # "exact" (faiss flat index), "ivf", "hnsw" or "ivf_whitened" (approximate, for
+    # very large N; the last keeps the clustering on camera-shifted features, see
+    # docs/scale.md),
     # "torch_bf16" / "torch_tf32" / "torch_fp32" (exact: low-precision products re-ranked
     # in float64, any device; the same lists for any sharding of the queries).
-    knn: str = "torch"
+    knn: str = "auto"
     # Under torchrun, split the dbscan kNN search and Jaccard rows over the ranks (rank 0
     # still runs DBSCAN); identical to one process with the torch_* device backends.
     shard: bool = True
-    # IVF cells (0 = 4 sqrt(N)) and cells scanned per query, for knn="ivf".
+    # IVF cells (0 = 4 sqrt(N)) and cells scanned per query (0 = the backend's
+    # default: 8 for "ivf", 64 for "ivf_whitened"), for the IVF backends ("auto" above
+    # 100,000 images included).
     ivf_nlist: int = 0
-    ivf_nprobe: int = 8
+    ivf_nprobe: int = 0
     # InfoMap (Cluster Contrast README recipe): kNN k (self included), edge similarity
     # threshold, and the smallest cluster kept (clusters of <= 4 images become outliers).
     infomap_k: int = 15
@@ -210,7 +218,7 @@ class ClusterConfig:
         )
         check_choice("knn", self.knn, KNN_BACKENDS)
         check_range("ivf_nlist", self.ivf_nlist, 0)
-        check_range("ivf_nprobe", self.ivf_nprobe, 1)
+        check_range("ivf_nprobe", self.ivf_nprobe, 0)
         check_range("infomap_k", self.infomap_k, 2)
         check_range("infomap_min_sim", self.infomap_min_sim, -1.0, 1.0)
         check_range("infomap_min_size", self.infomap_min_size, 1)
@@ -224,7 +232,7 @@ class ClusterConfig:
         out: dict[str, str] = {}
         if self.method != "dbscan":
             out.update({k: f"cluster.method={self.method}" for k in (*dbscan, *ivf)})
-        elif self.knn != "ivf" or self.jaccard_impl == "dense":
+        elif self.knn not in ("ivf", "ivf_whitened", "auto") or self.jaccard_impl == "dense":
             why = (
                 "cluster.jaccard_impl=dense"
                 if self.jaccard_impl == "dense"

@@ -120,10 +120,10 @@ def cluster_features(
     eps: float = 0.6,
     min_samples: int = 4,
     jaccard_variant: Variant = "paper",
-    knn: KnnMethod = "torch",
+    knn: KnnMethod = "auto",
     jaccard_impl: Literal["sparse", "dense"] = "sparse",
     ivf_nlist: int | None = None,
-    ivf_nprobe: int = 8,
+    ivf_nprobe: int | None = None,
 ) -> PseudoLabels:
     """Pseudo labels for (N, D) L2-normalised features: Jaccard distance, then DBSCAN.
 
@@ -144,10 +144,10 @@ def cluster_features_at(
     k2: int = 6,
     min_samples: int = 4,
     jaccard_variant: Variant = "paper",
-    knn: KnnMethod = "torch",
+    knn: KnnMethod = "auto",
     jaccard_impl: Literal["sparse", "dense"] = "sparse",
     ivf_nlist: int | None = None,
-    ivf_nprobe: int = 8,
+    ivf_nprobe: int | None = None,
 ) -> list[PseudoLabels]:
     """DBSCAN labels at each radius in `radii`, from one Jaccard distance (SpCL's criterion).
 
@@ -162,19 +162,21 @@ def cluster_features_at(
     (``jaccard_impl="dense"``, which needs eps-independent N x N memory).
 
     Args:
-        knn: neighbour search for the sparse path: ``"torch"`` (default: exact,
-            on the features' device, the same products as the dense reference,
-            so labels match it bit for bit), ``"exact"`` (faiss brute force on
+        knn: neighbour search for the sparse path: ``"auto"`` (default:
+            ``"torch"`` below ``knn.AUTO_EXACT_BELOW`` rows or on CUDA, else
+            ``"ivf_whitened"``), ``"torch"`` (exact, on the features' device, the
+            same products as the dense reference, so labels match it bit for
+            bit), ``"exact"`` (faiss brute force on
             CPU; its inner products can differ in the last bit, so near-tied
-            neighbours may swap: 1 label in 12,936 at Market size), ``"ivf"`` or
-            ``"hnsw"`` (approximate, for very large N; check their recall with
-            ``knn_recall``), ``"torch_bf16"`` / ``"torch_tf32"`` / ``"torch_fp32"``
+            neighbours may swap: 1 label in 12,936 at Market size), ``"ivf"``,
+            ``"hnsw"`` or ``"ivf_whitened"`` (approximate, for very large N; check
+            their recall with ``knn_recall``), ``"torch_bf16"`` / ``"torch_tf32"`` / ``"torch_fp32"``
             (exact lists from low-precision products re-ranked in float64, any
             device; see ``device_knn.py``). The dense path has its own exact
-            ranking and accepts ``"exact"`` and ``"torch"`` only.
+            ranking and accepts ``"auto"``, ``"exact"`` and ``"torch"`` only.
         jaccard_impl: ``"sparse"`` (default) or ``"dense"`` (reference).
         ivf_nlist, ivf_nprobe: IVF cells (None = 4 sqrt(N)) and cells scanned
-            per query, for ``knn="ivf"``.
+            per query (None = the backend's default), for the IVF backends.
     """
     if jaccard_impl not in JACCARD_IMPLS:
         raise ValueError(f"jaccard_impl must be one of {JACCARD_IMPLS}, found {jaccard_impl!r}")
@@ -183,8 +185,11 @@ def cluster_features_at(
     if not radii:
         raise ValueError("radii must hold at least one eps, found none")
     if jaccard_impl == "dense":
-        if knn not in ("exact", "torch"):
-            raise ValueError(f"the dense Jaccard path only supports knn='exact', found {knn!r}")
+        if knn not in ("auto", "exact", "torch"):
+            raise ValueError(
+                "the dense Jaccard path only supports knn='exact' or 'torch' (or 'auto', exact "
+                f"there), found {knn!r}"
+            )
         dist = jaccard_distance(features, k1=k1, k2=k2, variant=jaccard_variant)
         return [PseudoLabels(dbscan_labels(dist, eps=r, min_samples=min_samples)) for r in radii]
     eps = sparse_radius(radii, min_samples, "; use jaccard_impl='dense'")

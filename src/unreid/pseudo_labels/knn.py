@@ -20,6 +20,13 @@ only O(N^2 * D) step, so its backend decides how far clustering scales:
   2 cores where HNSW (M 32, ef 128) took 587 s (``benchmarks/pseudo_labels.py``).
 * ``"hnsw"``: faiss ``IndexHNSWFlat`` graph search, approximate, the usual
   alternative; slower to build than IVF at these sizes.
+* ``"ivf_whitened"``: IVF cells in the features' geometry and in a whitened
+  one, each row scored against its cell's probed cells by exact matrix
+  products (``whitened_ivf.py``): approximate, and the one that keeps the
+  clustering on camera-structured features, where plain IVF and HNSW split
+  identities by camera (docs/scale.md).
+* ``"auto"`` (the default of the clustering): ``"torch"`` for CUDA features or
+  N < ``AUTO_EXACT_BELOW``, else ``"ivf_whitened"`` (``resolve_knn``).
 * ``"torch_bf16"``, ``"torch_tf32"``, ``"torch_fp32"``: exact, on the features'
   device (``device_knn.py``): candidates from bf16 / TF32 / fp32 chunked
   products, re-ranked by float64 similarity (ties by lower index) and
@@ -45,11 +52,20 @@ import torch
 
 from unreid.neighbours import UNIT_NORM_TOL, ambiguous_rows, as_unit_features, sort_candidates
 from unreid.pseudo_labels.device_knn import device_knn
+from unreid.pseudo_labels.whitened_ivf import CELL_SIZE, NPROBE, WHITEN, whitened_ivf_candidates
 
-KnnMethod = Literal["exact", "torch", "ivf", "hnsw", "torch_bf16", "torch_tf32", "torch_fp32"]
+KnnMethod = Literal[
+    "auto", "exact", "torch", "ivf", "hnsw", "ivf_whitened", "torch_bf16", "torch_tf32",
+    "torch_fp32",
+]  # fmt: skip
 # the device backends, by the precision of their candidate scores
 DEVICE_KNN: dict[str, str] = {"torch_bf16": "bf16", "torch_tf32": "tf32", "torch_fp32": "fp32"}
-KNN_METHODS: tuple[str, ...] = ("exact", "torch", "ivf", "hnsw", *DEVICE_KNN)
+KNN_METHODS: tuple[str, ...] = ("auto", "exact", "torch", "ivf", "hnsw", "ivf_whitened", *DEVICE_KNN)
+# "auto" searches exactly below this many rows: exact torch costs ~N^2 D (349 s at
+# 200k x 256 on 2 cores, ~90 s at 100k), the approximate search ~N (docs/scale.md);
+# every real re-id training set (MSMT17: 32,621) stays exact.
+AUTO_EXACT_BELOW = 100_000
+IVF_NPROBE = 8  # plain IVF's cells scanned per query
 
 _EXTRA_CANDIDATES = 8  # beyond the depth, to detect ties at the cut-off
 _SIM_CHUNK_ELEMS = 1 << 24  # similarity entries held at once by the torch / fallback paths
@@ -83,6 +99,15 @@ def _ivf_index(x: np.ndarray, nlist: int | None, nprobe: int, seed: int = 0) -> 
     index.add(x)
     index.nprobe = min(int(nprobe), nlist)
     return index
+
+
+def resolve_knn(method: str, n: int, is_cuda: bool) -> str:
+    """The backend ``method`` stands for: ``"auto"`` by device and N, others themselves."""
+    if method != "auto":
+        return method
+    if is_cuda or n < AUTO_EXACT_BELOW:
+        return "torch"
+    return "ivf_whitened"
 
 
 def _check_depth(depth: int, n: int) -> int:
@@ -200,7 +225,8 @@ def knn_search(
     ef_search: int = 128,
     ef_construction: int = 80,
     ivf_nlist: int | None = None,
-    ivf_nprobe: int = 8,
+    ivf_nprobe: int | None = None,
+    ivf_whiten: float = WHITEN,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ranked neighbours: ``(sims, idx)``, each (Q, depth), column 0 the query itself.
 
@@ -210,14 +236,19 @@ def knn_search(
         depth: entries per row, self included (k + 1 for k neighbours), <= N.
         method: ``"exact"`` (faiss flat, CPU), ``"torch"`` (any device),
             ``"torch_bf16"`` / ``"torch_tf32"`` / ``"torch_fp32"`` (any device,
-            exact from low-precision products, see ``device_knn.py``), ``"ivf"`` or ``"hnsw"`` (approximate); None picks ``"torch"`` for
-            CUDA tensors and ``"exact"`` otherwise.
+            exact from low-precision products, see ``device_knn.py``), ``"ivf"``,
+            ``"hnsw"`` or ``"ivf_whitened"`` (approximate), ``"auto"``
+            (``resolve_knn``); None picks ``"torch"`` for CUDA tensors and
+            ``"exact"`` otherwise.
         queries: row ids to search for (default: all rows).
         hnsw_m, ef_search, ef_construction: HNSW graph degree and search breadths
             (ignored by the exact backends); ef_search is raised to at least
             depth + 8.
         ivf_nlist, ivf_nprobe: IVF cells (None = ``default_ivf_nlist(N)``) and
-            cells scanned per query (``"ivf"`` only).
+            cells scanned per query (None = 8 for ``"ivf"``, ``whitened_ivf.NPROBE``
+            for ``"ivf_whitened"``).
+        ivf_whiten: eigenvalue power of the second cell geometry
+            (``"ivf_whitened"`` only).
 
     Returns:
         ``sims`` (float32 inner products, column 0 = <x, x>) and ``idx`` (int64).
@@ -227,6 +258,7 @@ def knn_search(
         method = "torch" if is_cuda else "exact"
     if method not in KNN_METHODS:
         raise ValueError(f"method must be one of {KNN_METHODS}, found {method!r}")
+    method = resolve_knn(method, int(features.shape[0]), is_cuda)
     on_device = method == "torch" or method in DEVICE_KNN
     if on_device and isinstance(features, torch.Tensor):
         xt = _device_unit_features(features)  # stays on its device
@@ -255,15 +287,22 @@ def knn_search(
         index.hnsw.efSearch = max(int(ef_search), cand)
         sims, idx = _faiss_candidates(index, x, q, cand)
         full_rows = None
-    elif method == "ivf":
+    elif method in ("ivf", "ivf_whitened"):
+        whitened = method == "ivf_whitened"
+        if ivf_nprobe is None:
+            ivf_nprobe = NPROBE if whitened else IVF_NPROBE
         for name, val in (("ivf_nprobe", ivf_nprobe), ("ivf_nlist", ivf_nlist)):
             if val is None and name == "ivf_nlist":
                 continue
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
                 raise ValueError(f"{name} must be an integer >= 1, found {val!r}")
-        index = _ivf_index(x, ivf_nlist, ivf_nprobe)
         cand = min(n, depth + _EXTRA_CANDIDATES)
-        sims, idx = _faiss_candidates(index, x, q, cand)
+        if whitened:
+            nlist = max(1, n // CELL_SIZE) if ivf_nlist is None else int(ivf_nlist)
+            sims, idx = whitened_ivf_candidates(x, q, cand, nlist, int(ivf_nprobe), ivf_whiten)
+        else:
+            index = _ivf_index(x, ivf_nlist, ivf_nprobe)
+            sims, idx = _faiss_candidates(index, x, q, cand)
         full_rows = None
     else:
         cand = min(n, depth + _EXTRA_CANDIDATES)

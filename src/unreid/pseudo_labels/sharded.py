@@ -32,7 +32,7 @@ from unreid.distributed import DistContext
 from unreid.pseudo_labels.clustering import dbscan_labels, sparse_radius
 from unreid.pseudo_labels.jaccard import Variant, check_k
 from unreid.pseudo_labels.jaccard_pairs import pair_distances
-from unreid.pseudo_labels.knn import DEVICE_KNN, KNN_METHODS, KnnMethod, knn_search
+from unreid.pseudo_labels.knn import DEVICE_KNN, KNN_METHODS, KnnMethod, knn_search, resolve_knn
 from unreid.pseudo_labels.labels import PseudoLabels
 from unreid.pseudo_labels.sparse_jaccard import (
     check_max_distance,
@@ -49,7 +49,7 @@ def gathered_neighbours(
     *,
     knn: KnnMethod = "torch_fp32",
     ivf_nlist: int | None = None,
-    ivf_nprobe: int = 8,
+    ivf_nprobe: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ranked ``(sims, idx)`` of every row, each rank searching its shard; on every rank.
 
@@ -58,6 +58,7 @@ def gathered_neighbours(
     if knn not in KNN_METHODS:
         raise ValueError(f"knn must be one of {KNN_METHODS}, found {knn!r}")
     n = int(features.shape[0])
+    knn = resolve_knn(knn, n, torch.device(ctx.device).type == "cuda")  # type: ignore[assignment]
     mine = ctx.shard(n)
     x = features
     if (knn == "torch" or knn in DEVICE_KNN) and isinstance(x, torch.Tensor):
@@ -82,7 +83,7 @@ def sharded_jaccard(
     knn: KnnMethod = "torch_fp32",
     max_distance: float | None = None,
     ivf_nlist: int | None = None,
-    ivf_nprobe: int = 8,
+    ivf_nprobe: int | None = None,
 ) -> sp.csr_matrix | None:
     """The sparse Jaccard distance (as ``sparse_jaccard_distance``) on rank 0, None elsewhere.
 
@@ -116,7 +117,7 @@ def sharded_cluster_features_at(
     jaccard_variant: Variant = "paper",
     knn: KnnMethod = "torch_fp32",
     ivf_nlist: int | None = None,
-    ivf_nprobe: int = 8,
+    ivf_nprobe: int | None = None,
 ) -> list[PseudoLabels] | None:
     """``cluster_features_at`` (sparse path) with the work split over ``ctx``'s ranks.
 

@@ -247,7 +247,7 @@ def sparse_jaccard_distance(
     ef_search: int = 128,
     ef_construction: int = 80,
     ivf_nlist: int | None = None,
-    ivf_nprobe: int = 8,
+    ivf_nprobe: int | None = None,
 ) -> sp.csr_matrix:
     """(N, N) CSR k-reciprocal Jaccard distance; missing entries mean distance 1.
 
