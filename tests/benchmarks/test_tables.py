@@ -172,7 +172,13 @@ def test_rewrite_refuses_an_unknown_table_before_writing(tmp_path, monkeypatch):
 
 def test_the_committed_results_files_read_cleanly():
     learning = load_script("learning.py", "bench_learning")
-    fields = {"methods.jsonl": rf.FIELDS, "learning.jsonl": learning.FIELDS}
+    import scale_table
+
+    fields = {
+        "methods.jsonl": rf.FIELDS,
+        "learning.jsonl": learning.FIELDS,
+        "scale.jsonl": scale_table.FIELDS,
+    }
     for path in Path(rf.RESULTS).glob("*.jsonl"):
         assert path.name in fields, f"{path}: a results file tables.py does not know"
         assert rf.read_results(path, fields[path.name]), path  # lines, each complete
