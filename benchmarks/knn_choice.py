@@ -62,7 +62,9 @@ def parse_setting(text: str) -> tuple[str, dict[str, float | int]]:
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
         if not sep or key not in KEYS:
-            raise ValueError(f"setting {text!r}: {item!r} is not key=value with key in {list(KEYS)}")
+            raise ValueError(
+                f"setting {text!r}: {item!r} is not key=value with key in {list(KEYS)}"
+            )
         kwargs[KEYS[key]] = float(value) if key == "whiten" else int(value)
     return backend, kwargs
 

@@ -60,7 +60,15 @@ KnnMethod = Literal[
 ]  # fmt: skip
 # the device backends, by the precision of their candidate scores
 DEVICE_KNN: dict[str, str] = {"torch_bf16": "bf16", "torch_tf32": "tf32", "torch_fp32": "fp32"}
-KNN_METHODS: tuple[str, ...] = ("auto", "exact", "torch", "ivf", "hnsw", "ivf_whitened", *DEVICE_KNN)
+KNN_METHODS: tuple[str, ...] = (
+    "auto",
+    "exact",
+    "torch",
+    "ivf",
+    "hnsw",
+    "ivf_whitened",
+    *DEVICE_KNN,
+)
 # "auto" searches exactly below this many rows: exact torch costs ~N^2 D (349 s at
 # 200k x 256 on 2 cores, ~90 s at 100k), the approximate search ~N (docs/scale.md);
 # every real re-id training set (MSMT17: 32,621) stays exact.
