@@ -91,12 +91,16 @@ class HybridMemory(ReadOnlyBank):
             raise ValueError("target classes must be contiguous 0..C-1 (a class has no image)")
         self.row_classes[s:] = labels + s
 
+    def class_sizes(self) -> Tensor:
+        """(classes,) member rows per class (0 for a class no row holds)."""
+        return torch.bincount(self.row_classes, minlength=self.num_classes)
+
     def centroids(self) -> Tensor:
         """(classes, D): each class's mean stored feature (not renormalised, as SpCL's Eq. 2)."""
         k = self.num_classes
         sums = torch.zeros(k, self.num_features, device=self.bank.device, dtype=self.bank.dtype)
         sums.index_add_(0, self.row_classes, self.bank)
-        counts = torch.bincount(self.row_classes, minlength=k).clamp(min=1)
+        counts = self.class_sizes().clamp(min=1)
         return sums / counts.unsqueeze(1).to(sums.dtype)
 
     @torch.no_grad()

@@ -205,10 +205,10 @@ class SpCL(Method):
         centroids = self.memory.centroids()
         t, sc = self.cfg.temperature, batch.source_count
         if self.cfg.loss == "official":
-            sizes = torch.bincount(self.memory.row_classes, minlength=centroids.shape[0])
+            present = self.memory.class_sizes() > 0
 
             def nce(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-                return hybrid_nce_official(x, c, centroids, t, present=sizes > 0)
+                return hybrid_nce_official(x, c, centroids, t, present=present)
         else:
 
             def nce(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
