@@ -42,6 +42,8 @@ NO_CSA, NO_HPS = ("csa_hps.init=mean",), ("csa_hps.update=mean",)
 FRESH = ("spcl.cluster_on=extracted",)  # a diagnosis row: SpCL clustering fresh features
 STREAM = ("train.sampler=pk_stream",)  # a diagnosis row: SpCL with the reference's batches
 DSBN = ("model.dsbn=true",)
+OFFICIAL = ("spcl.loss=official",)  # issue 33: SpCL's released masked softmax
+ICE_CODE = ("ice.extract_with=teacher", "train.sampler=pk_cameras")
 UDA_EXTRA = {"group": "uda", "data": "A->B", "default": False}  # asked for by name
 # issue 28: Cluster Contrast on a ViT-S/16 with TransReID-SSL's unsupervised recipe
 # (cluster_contrast/market1501_vit_small_lup: SGD momentum 0.9 at lr 3.5e-4, drop-path 0.3,
@@ -78,8 +80,12 @@ ROWS = [
     Row("csa_hps_no_hps", "CSA + HPS, HPS off", "csa_hps/demo", NO_HPS, default=False),
     Row("spcl", "SpCL", "spcl/demo"),
     Row("spcl_extracted", "SpCL, extracted features clustered", "spcl/demo", FRESH, default=False),
+    Row("spcl_official", "SpCL, official loss (1e-6 terms)", "spcl/demo", OFFICIAL, default=False),
     Row("spcl_stream", "SpCL, reference batches (pk_stream)", "spcl/demo", STREAM, default=False),
     Row("ice", "ICE", "ice/demo"),
+    # issue 33: ICE as its code runs it (the teacher clusters and is evaluated; one image of
+    # each camera per identity first); ice/demo itself extracts the student with plain P×K
+    Row("ice_teacher", "ICE, teacher + camera sampler", "ice/demo", ICE_CODE, default=False),
     Row("cc_vit_small", "Cluster Contrast, ViT-S/16", "demo", VIT_SMALL, default=False),
     Row("cc_vit_small_adam", "CC, ViT-S/16, Adam", "demo", VIT_SMALL_ADAM, default=False),
     Row("uda_cc_target_only", "Cluster Contrast, B alone", "demo", group="uda", data="B"),
