@@ -207,3 +207,23 @@ def test_shards_are_contiguous_cover_everything_and_differ_by_at_most_one(world)
         assert [i for s in shards for i in s] == list(range(n))
         sizes = [len(s) for s in shards]
         assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+
+
+def test_rank_device_takes_its_own_gpu_and_shares_only_when_asked(monkeypatch):
+    from unreid.distributed import SHARE_GPUS, _share_gpus, rank_device
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert rank_device(cpu, 5, 0) == (cpu, "gloo")
+    assert rank_device(cuda, 1, 2) == (torch.device("cuda", 1), "nccl")
+    with pytest.raises(
+        ValueError, match=rf"LOCAL_RANK=1 but this machine has 1 GPU.*{SHARE_GPUS}=1"
+    ):
+        rank_device(cuda, 1, 1)
+    # two ranks on one GPU: the same device, over gloo (NCCL refuses a shared device)
+    assert rank_device(cuda, 1, 1, share=True) == (torch.device("cuda", 0), "gloo")
+    assert rank_device(cuda, 3, 2, share=True) == (torch.device("cuda", 1), "gloo")
+    with pytest.raises(ValueError, match="has 0 GPU"):
+        rank_device(cuda, 0, 0, share=True)
+    monkeypatch.setenv(SHARE_GPUS, "yes")
+    with pytest.raises(ValueError, match=f"{SHARE_GPUS}='yes': must be 0 or 1"):
+        _share_gpus()

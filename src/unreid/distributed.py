@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistContext", "RankBatches"]
+__all__ = ["SHARE_GPUS", "DistContext", "RankBatches", "rank_device"]
 
 
 def _env_int(name: str) -> int:
@@ -43,6 +43,38 @@ def _env_int(name: str) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"environment variable {name}={value!r}: must be an integer") from None
+
+
+SHARE_GPUS = "UNREID_SHARE_GPUS"  # "1": more ranks than GPUs (a check of DDP on one GPU)
+
+
+def _share_gpus() -> bool:
+    value = os.environ.get(SHARE_GPUS, "0")
+    if value not in ("0", "1"):
+        raise ValueError(f"environment variable {SHARE_GPUS}={value!r}: must be 0 or 1")
+    return value == "1"
+
+
+def rank_device(
+    want: torch.device, local_rank: int, gpus: int, share: bool = False
+) -> tuple[torch.device, str]:
+    """The device and process-group backend of local rank `local_rank`.
+
+    On CUDA each rank takes GPU `local_rank` and talks over NCCL. More ranks than
+    GPUs is a launch mistake unless `share` (UNREID_SHARE_GPUS=1) asks for it, as a
+    check of DDP on a one-GPU machine does: ranks then share GPU `local_rank % gpus`
+    over gloo, since NCCL refuses two ranks on one device.
+    """
+    if want.type != "cuda":
+        return want, "gloo"
+    if local_rank < gpus:
+        return torch.device("cuda", local_rank), "nccl"
+    if not share or gpus == 0:
+        raise ValueError(
+            f"LOCAL_RANK={local_rank} but this machine has {gpus} GPU(s)"
+            + ("" if gpus == 0 else f"; set {SHARE_GPUS}=1 to let ranks share them (over gloo)")
+        )
+    return torch.device("cuda", local_rank % gpus), "gloo"
 
 
 @dataclass(frozen=True)
@@ -77,14 +109,9 @@ class DistContext:
                 f"RANK={rank}, LOCAL_RANK={local}, WORLD_SIZE={world}: "
                 "need 0 <= RANK < WORLD_SIZE and LOCAL_RANK >= 0"
             )
+        want, backend = rank_device(want, local, torch.cuda.device_count(), _share_gpus())
         if want.type == "cuda":
-            if local >= torch.cuda.device_count():
-                raise ValueError(
-                    f"LOCAL_RANK={local} but this machine has {torch.cuda.device_count()} GPU(s)"
-                )
-            want = torch.device("cuda", local)
             torch.cuda.set_device(want)
-        backend = "nccl" if want.type == "cuda" else "gloo"
         if not dist.is_initialized():
             dist.init_process_group(
                 backend, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s)

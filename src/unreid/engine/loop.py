@@ -23,6 +23,7 @@ from unreid.engine.evaluate import evaluate_model
 from unreid.engine.recorder import RunRecorder
 from unreid.engine.setup import RunState, TrainingRun, build_run, resolve_device, seed_everything
 from unreid.engine.small_sets import dbscan_hint, fit_to_set
+from unreid.engine.stage_clock import StageClock
 from unreid.engine.steps import train_one_epoch
 from unreid.engine.training_data import TrainingData, load_training_data
 from unreid.errors import ConfigError
@@ -94,34 +95,39 @@ def run_epochs(
     if state.epoch == 0 and cfg.eval.at_start and data.has_test:
         recorder.untrained(metrics("test"))
     for epoch in range(state.epoch, t.epochs):
-        started = time.time()
+        started, clock = time.time(), StageClock(ctx.device)  # log.jsonl: stage_seconds
         # Reseed per epoch: a resumed run replays exactly what an uninterrupted one does,
         # whatever evaluation or other RNG consumers ran before.
         seed_everything(t.seed * 1000 + epoch)
         # 1. features of every training image, in dataset order
         net = run.method.extraction_model(run.model)  # usually the model; ICE's teacher
-        features = extract(net, data.train, f"extract {epoch + 1}")
+        with clock.stage("extract"):
+            features = extract(net, data.train, f"extract {epoch + 1}")
         # 2. pseudo labels on the method's view of the features (-1 = outlier, sits out)
-        labels = cluster(cfg, run, epoch, features, data)
+        with clock.stage("cluster"):
+            labels = cluster(cfg, run, epoch, features, data)
         recorder.pseudo_labels(epoch, labels, data.train, data.dataset.camera_names)
         losses: dict[str, float] = {}
         if usable(cfg, labels, epoch):  # a degenerate clustering stops or skips the epoch
             # 3. memories from this epoch's clusters (and, adapting, the source classes)
-            start_memories(run, epoch, features.to(ctx.device), labels, data, extract)
+            with clock.stage("memories"):
+                start_memories(run, epoch, features.to(ctx.device), labels, data, extract)
             # 4. P×K steps over the clustered images, train.iters or one pass (adapting: half source)
             train_labels = run.method.training_labels(labels)  # usually labels.labels
             steps, label_of, camera_of = epoch_batches(
                 data.images, train_labels, data.cameras, data.source, t.batch_size, plan, epoch
             )
             augment = (data.augment, augment_generator(cfg, ctx, epoch)) if data.augment else ()
-            losses = train_one_epoch(
-                run, steps, len(steps), label_of, camera_of, epoch, show, *augment
-            )
+            with clock.stage("train"):
+                losses = train_one_epoch(
+                    run, steps, len(steps), label_of, camera_of, epoch, show, *augment
+                )
         run.next_epoch()
         # 5. evaluation every `eval.every` epochs and after the last; 6. record, checkpoint
         due = (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == t.epochs
-        scores = {split: metrics(split) for split in data.eval_splits} if due else {}
-        recorder.epoch(epoch, labels, losses, scores, run, state, data.true_ids, started)
+        with clock.stage("evaluate"):
+            scores = {split: metrics(split) for split in data.eval_splits} if due else {}
+        recorder.epoch(epoch, labels, losses, scores, run, state, data.true_ids, started, clock)
 
 
 def loader_plan(cfg: Config, ctx: DistContext) -> LoaderPlan:

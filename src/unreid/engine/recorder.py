@@ -32,6 +32,7 @@ from unreid.config import Config, config_from_dict, dump_config
 from unreid.data.samples import Sample
 from unreid.engine.replacement import drop, move_aside, put_back, recover
 from unreid.engine.setup import RunState, TrainingRun
+from unreid.engine.stage_clock import StageClock
 from unreid.evaluation import RankingMetrics
 from unreid.inference import inference_checkpoint
 from unreid.pseudo_labels import PseudoLabels
@@ -188,6 +189,7 @@ class RunRecorder:
         state: RunState,
         true_ids: list[int | None] | None,
         started: float,
+        clock: StageClock | None = None,
     ) -> None:
         """Record a finished epoch: its line in log.jsonl, `last.pth`, `best.pth` if better.
 
@@ -203,6 +205,8 @@ class RunRecorder:
             "lr": run.scheduler.get_last_lr()[0],
             "seconds": round(time.time() - started, 2),
         }
+        if clock is not None:  # where the epoch's time went (checkpointing not included)
+            record["stage_seconds"] = clock.record()
         if true_ids is not None:
             record["pseudo_label_quality"] = labels.quality(true_ids)
         known = None if true_ids is None or None in true_ids else np.asarray(true_ids)
