@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import resource
@@ -122,6 +123,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--fused-optimizer", action=on, default=True)
     ap.add_argument("--each", action="store_true", help="also one row per single switch")
     ap.add_argument("--baseline-only", action="store_true", help="only the all-off row per arch")
+    ap.add_argument("--json", help="also write the rows and the setting to this JSON file")
     args = ap.parse_args()
     small = dict(images=512, eval_images=96, height=128, width=64, arch=["resnet18"], batch_size=32,
                  num_instances=4, iters=6, warmup=2, bn_group_size=8)  # fmt: skip
@@ -133,11 +135,19 @@ def parse() -> argparse.Namespace:
     return args
 
 
+def synthetic_set(
+    data: str | Path, images: int, height: int, width: int
+) -> tuple[Path, SynthConfig]:
+    """The folder under `data` and the settings of the set that holds >= `images` training
+    crops (gpu_check.py writes it with `unreid synth` before this script reads it)."""
+    ids = 2 * math.ceil(images / IMAGES_PER_ID * 1.15)  # half train, with a margin
+    cfg = SynthConfig(ids=ids, height=height, width=width, seed=0)
+    return Path(data) / f"synthetic-{ids}ids-{height}x{width}", cfg  # one per size
+
+
 def dataset(args: argparse.Namespace):
     """The synthetic set (generated once into --data) with exactly --images training crops."""
-    ids = 2 * math.ceil(args.images / IMAGES_PER_ID * 1.15)  # half train, with a margin
-    cfg = SynthConfig(ids=ids, height=args.height, width=args.width, seed=0)
-    root = Path(args.data) / f"synthetic-{ids}ids-{args.height}x{args.width}"  # one per size
+    root, cfg = synthetic_set(args.data, args.images, args.height, args.width)
     took = 0.0
     if not is_generated(root, cfg):
         started = time.perf_counter()
@@ -309,6 +319,14 @@ def main() -> None:
         for name, sw in configs
     ]
     print(report(rows, args.batch_size, device))
+    if args.json:
+        setting = {"device": where, "torch": torch.__version__, "train_images": len(train),
+                   "query": len(query), "gallery": len(gallery), "height": args.height,
+                   "width": args.width, "batch_size": args.batch_size, "iters": args.iters,
+                   "warmup": args.warmup, "workers": args.workers}  # fmt: skip
+        table = [{"arch": arch, "config": name, "switches": describe(sw), **row}
+                 for arch, name, sw, row in rows]  # fmt: skip
+        Path(args.json).write_text(json.dumps({**setting, "rows": table}, indent=1) + "\n")
 
 
 COLUMNS = ["train img/s", "step s", "extract img/s", "extract s", "cluster s", "train s",
