@@ -107,7 +107,7 @@ def sharded(args: argparse.Namespace, x: torch.Tensor, ctx: DistContext) -> None
             print(json.dumps(row), flush=True)
 
 
-def main() -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--images", type=int, default=12936, help="N, the number of features")
     ap.add_argument("--dim", type=int, default=2048)
@@ -119,7 +119,11 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["torch", "torch_bf16"], choices=KNN_METHODS)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = parse()
     torch.set_num_threads(args.threads)
     ctx = DistContext.from_env(args.device)
     x, _ = synthetic_features(args.images, args.dim, args.seed, args.noise)

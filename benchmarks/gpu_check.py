@@ -33,7 +33,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -46,6 +48,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from gpu_check_stages import STAGES  # noqa: E402
 from gpu_check_table import markdown  # noqa: E402
+
+
+def backbones_in_order() -> list[str]:
+    """Every backbone of the registry, the recipes' own and the largest first: the ones a
+    short GPU session should not miss come before those that only complete the table."""
+    from unreid.models import list_backbones
+
+    first = ["resnet50", "vit_base", "vit_small", "clip_vit_b16", "resnet50_ibn_a"]
+    names = list_backbones()
+    return [a for a in first if a in names] + [a for a in names if a not in first]
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,7 @@ class Sizes:
 
 GPU = Sizes(
     device="cuda", images=12936, height=256, width=128,
-    arch_groups=(("resnet50",), ("vit_base",), ("vit_small",), ("clip_vit_b16",),
-                 ("resnet50_ibn_a",), ("vit_tiny",), ("resnet18",)),
+    arch_groups=tuple((arch,) for arch in backbones_in_order()),
     throughput_args=("--iters", "50", "--warmup", "10", "--eval-images", "1000"),
     recipe_epochs=2,
     recipe_args=("data.workers=8",),
@@ -113,6 +124,8 @@ class Check:
     total_s: float
     stage_deadline: float = 0.0
     python: str = sys.executable
+    dry_run: bool = False  # record the commands (`commands`) instead of running them
+    commands: list[list[str]] = field(default_factory=list)
 
     @property
     def data(self) -> Path:
@@ -132,6 +145,9 @@ class Check:
     def run(self, name: str, cmd: list[str]) -> dict:
         """One child to its end or to the stage's time, its output in logs/<name>.log."""
         log = self.out / "logs" / f"{name}.log"
+        if self.dry_run:
+            self.commands.append(cmd)
+            return {"rc": 0, "seconds": 0.0, "timed_out": False, "log": os.devnull}
         log.parent.mkdir(parents=True, exist_ok=True)
         timeout = self.left()
         started = time.monotonic()
@@ -182,6 +198,17 @@ def environment(sizes: Sizes) -> dict:
     return info
 
 
+def planned_commands(sizes: Sizes, out: Path, work: str | None = None) -> list[list[str]]:
+    """Every child command of a check, without running any (the stages as if each child
+    succeeded and wrote nothing): what `--dry-run` prints and the tests parse."""
+    check = Check(out, Path(work or out / "work"), sizes, math.inf, math.inf, math.inf,
+                  dry_run=True)  # fmt: skip
+    for stage in STAGES.values():
+        with contextlib.suppress(Exception):  # a stage reading outputs that were never made
+            stage(check)
+    return check.commands
+
+
 def write(out: Path, report: dict) -> None:
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "gpu_check.md").write_text(markdown(report))
@@ -194,8 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", help="synthetic set and run folders (default <out>/work)")
     ap.add_argument("--budget", type=float, default=530.0, help="seconds for the whole check")
     ap.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES))
+    ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = ap.parse_args(argv)
     sizes = TINY if args.tiny else GPU
+    if args.dry_run:
+        for cmd in planned_commands(sizes, Path(args.out), args.work):
+            print(shlex.join(cmd))
+        return 0
     if sizes.device == "cuda":
         import torch
 

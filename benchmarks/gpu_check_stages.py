@@ -59,7 +59,8 @@ def synth(check) -> dict:
 def throughput(check) -> dict:
     """train_throughput.py per group of archs: baseline and all on, images/s, peak memory."""
     s, out = check.sizes, check.out / "throughput"
-    out.mkdir(exist_ok=True)
+    if not check.dry_run:
+        out.mkdir(parents=True, exist_ok=True)
     results, archs, skipped, setting = [], {}, [], {}
     for group in s.arch_groups:
         name = "-".join(group)
@@ -67,7 +68,8 @@ def throughput(check) -> dict:
             skipped.extend(group)
             continue
         table = out / f"{name}.json"
-        table.unlink(missing_ok=True)
+        if not check.dry_run:
+            table.unlink(missing_ok=True)
         cmd = [check.python, str(HERE / "train_throughput.py"), "--data", str(check.data),
                "--device", s.device, "--images", str(s.images), "--height", str(s.height),
                "--width", str(s.width), "--arch", *group, *s.throughput_args, "--json", str(table)]  # fmt: skip
@@ -95,7 +97,7 @@ def _train_cmd(check, out: Path, *overrides: str) -> list[str]:
     s = check.sizes
     root, _ = _set(check)
     return ["-m", "unreid", "train", "--config", "cluster_contrast/market1501", "--out", str(out),
-            "--overwrite", "--no-progress", "data.dataset=market1501", f"data.root={root}",
+            "--overwrite", "--no-progress", "--no-report", "data.dataset=market1501", f"data.root={root}",
             "model.pretrained=none", f"train.device={s.device}", "data.decoded_cache=true",
             "data.device_augment=true", "cluster.on_degenerate=skip", *s.recipe_args,
             *overrides]  # fmt: skip

@@ -92,7 +92,7 @@ class Switches:
 BASELINE = Switches()
 
 
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     on = argparse.BooleanOptionalAction
     ap.add_argument("--data", required=True, help="cache folder of the synthetic sets")
@@ -124,7 +124,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--each", action="store_true", help="also one row per single switch")
     ap.add_argument("--baseline-only", action="store_true", help="only the all-off row per arch")
     ap.add_argument("--json", help="also write the rows and the setting to this JSON file")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     small = dict(images=512, eval_images=96, height=128, width=64, arch=["resnet18"], batch_size=32,
                  num_instances=4, iters=6, warmup=2, bn_group_size=8)  # fmt: skip
     full = dict(images=12936, eval_images=0, height=256, width=128, arch=["resnet50"],

@@ -200,3 +200,22 @@ def test_no_library_noise_unless_verbose():
     )
     assert quiet.returncode == 0 and "dbscan" in quiet.stdout
     assert "Could not load library" not in quiet.stderr and "faiss" not in quiet.stderr
+
+
+def test_train_writes_the_report_on_rank_0_only_and_not_with_no_report(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("unreid.engine.train", lambda cfg, **kw: {"run_dir": str(tmp_path)})
+    written = []
+    monkeypatch.setattr(
+        "unreid.cli.train.write_report", lambda run_dir, **kw: written.append(run_dir) or "r.html"
+    )
+    argv = ["train", "--config", "demo", "--out", str(tmp_path)]
+    monkeypatch.delenv("RANK", raising=False)
+    assert main(argv) == 0 and written == [str(tmp_path)]
+    assert json.loads(capsys.readouterr().out)["report"] == "r.html"
+    assert main([*argv, "--no-report"]) == 0 and len(written) == 1
+    assert "report" not in json.loads(capsys.readouterr().out)
+    # torchrun's other ranks: no second writer of report.html, no second summary printed
+    monkeypatch.setenv("RANK", "1")
+    assert main(argv) == 0 and len(written) == 1 and capsys.readouterr().out == ""

@@ -103,3 +103,46 @@ def test_without_a_gpu_the_full_check_refuses_and_names_tiny(tmp_path, capsys) -
     err = capsys.readouterr().err
     assert "no CUDA device here" in err and "--tiny" in err
     assert not (tmp_path / "gpu_check.json").exists()
+
+
+def test_every_command_of_the_full_check_parses_and_its_runs_configs_load(tmp_path) -> None:
+    """The full check's children run only on a GPU; here each command line goes through the
+    parser of what it launches, and each training run's overrides through load_config."""
+    from unreid.cli import build_parser
+    from unreid.config import load_config
+    from unreid.models import list_backbones
+
+    commands = check_mod.planned_commands(check_mod.GPU, tmp_path)
+    throughput = sys.modules["train_throughput"]  # imported by the planning
+    knn = load_script("device_knn.py", "bench_device_knn_parse")
+    seen, archs, sizes = [], set(), set()
+    for cmd in commands:
+        assert cmd[0] == sys.executable
+        rest = cmd[1:]
+        if rest[:2] == ["-m", "torch.distributed.run"]:
+            assert rest[2:4] == ["--standalone", "--nproc_per_node=2"]
+            seen.append("torchrun")
+            rest = rest[4:]
+        if rest[:2] == ["-m", "unreid"]:
+            args, extra = build_parser().parse_known_args(rest[2:])
+            seen.append(args.command)
+            if args.command == "train":
+                cfg = load_config(args.config, [*args.overrides, *extra])
+                assert (cfg.train.device, cfg.train.batch_size, cfg.data.dataset) == (
+                    "cuda", 256, "market1501")  # fmt: skip
+                assert args.no_report and cfg.data.device_augment
+        elif rest[0].endswith("train_throughput.py"):
+            a = throughput.parse(rest[1:])
+            assert (a.device, a.images, a.batch_size, a.height) == ("cuda", 12936, 256, 256)
+            archs.update(a.arch)
+            seen.append("throughput")
+        else:
+            assert rest[0].endswith("device_knn.py"), cmd
+            a = knn.parse(rest[1:])
+            assert a.device == "cuda"
+            sizes.add((a.images, a.dim))
+            seen.append("knn")
+    assert archs == set(list_backbones())  # every backbone the project has
+    assert sizes == {(32621, 2048), (1_000_000, 256)}
+    assert sorted(seen) == sorted(["synth", *["throughput"] * len(archs), "train", "train",
+                                   "torchrun", "train", "knn", "torchrun", "knn", "knn"])  # fmt: skip

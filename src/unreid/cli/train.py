@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -33,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the run in the run folder")
     p.add_argument("--out", help="run folder (default <out_dir>/<name> from the config)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-report", action="store_true", help="skip report.html (unreid report RUN writes it)"
+    )
     p.add_argument("--source", help="labelled source dataset for domain adaptation (data.source)")
     p.add_argument("--target", help="unlabelled target dataset (data.dataset)")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
@@ -68,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # one line, not a traceback: what is kept and how to go on
         print(f"\nunreid: {interrupted(Path(cfg.out_dir) / cfg.name)}", file=sys.stderr)
         return 130
-    summary["report"] = str(write_report(summary["run_dir"], progress=not args.no_progress))
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 alone writes the run folder
+        return 0
+    if not args.no_report:
+        summary["report"] = str(write_report(summary["run_dir"], progress=not args.no_progress))
     print(json.dumps(summary, indent=2))
     return 0
 
