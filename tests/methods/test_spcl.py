@@ -143,6 +143,45 @@ def test_self_paced_labels_come_from_the_looser_and_tighter_clusterings(monkeypa
     assert float(restored.alpha) == 1.0 and torch.equal(restored.memory.bank, m.memory.bank)
 
 
+@pytest.mark.parametrize("rule", ["first_epoch", "every_epoch"])
+def test_the_independence_threshold_is_kept_or_recomputed_by_its_rule(monkeypatch, rule):
+    # epoch 1: cluster 1 grows at the looser radius (independence 3/4); epoch 2: it does
+    # not, and cluster 0 does (2/3): a recomputed α follows, a fixed one stays
+    tight = [np.array([0, 0, -1, 1, 1, 1, -1, 2, 2]), np.array([0, 0, -1, 1, 1, 1, -1, 2, 2])]
+    loose = [np.array([0, 0, 0, 1, 1, 1, 1, 2, 2]), np.array([0, 0, 0, 1, 1, 1, -1, 2, 2])]
+    calls = iter(range(2))
+
+    def fake(features, cfg, asked):
+        i = next(calls)
+        return PseudoLabels(tight[i]), PseudoLabels(loose[i])
+
+    monkeypatch.setattr(spcl_module, "dbscan_at_radii", fake)
+    m = build("spcl.independence_keep=0.5", f"spcl.independence_rule={rule}")
+    feats = unit(9, 0)
+    alphas = []
+    for epoch in range(2):
+        m.clustering_features(epoch, feats, [])
+        m.start_epoch(epoch, feats, LABELS, torch.zeros(9, dtype=torch.long))
+        alphas.append(float(m.alpha))
+    fresh = [
+        reliable_clusters(LABELS.labels, t, lo, keep_share=0.5)
+        for t, lo in zip(tight, loose, strict=True)
+    ]
+    assert fresh[0].alpha != fresh[1].alpha  # the two epochs' own thresholds differ
+    if rule == "first_epoch":
+        assert alphas == [fresh[0].alpha] * 2
+        want = reliable_clusters(LABELS.labels, tight[1], loose[1], alpha=fresh[0].alpha)
+    else:
+        assert alphas == [fresh[0].alpha, fresh[1].alpha]
+        want = fresh[1]
+    assert np.array_equal(m.training_labels(LABELS), want.labels)
+
+
+def test_an_unknown_independence_rule_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match="independence_rule"):
+        build("spcl.independence_rule=sometimes")
+
+
 def test_adapting_run_resumes_exactly(tiny_synthetic, tiny_synthetic_b, tmp_path):
     common = [
         *QUIET_RUN, "train.iters=2", "train.threads=1", f"data.root={tiny_synthetic_b}",

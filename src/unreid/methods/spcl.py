@@ -53,6 +53,7 @@ log = logging.getLogger("unreid")
 
 CLUSTER_ON = ("memory", "extracted")
 LOSSES = ("cross_entropy", "official")
+INDEPENDENCE_RULES = ("first_epoch", "every_epoch")
 
 
 @dataclass
@@ -64,9 +65,11 @@ class SpCLConfig:
     # Break unreliable clusters back into one-image classes (SpCL's self-paced step).
     self_paced: bool = True
     eps_gap: float = 0.02  # the looser / tighter DBSCAN radii: cluster.eps ± eps_gap
-    # Share of the multi-image clusters the independence threshold keeps when it is
-    # set (the first epoch); fixed afterwards.
+    # Share of the multi-image clusters the independence threshold keeps when it is set:
+    # at the first self-paced epoch, then fixed ("first_epoch", SpCL's code), or again at
+    # every epoch ("every_epoch": α follows the clusters as the features change)
     independence_keep: float = 0.9
+    independence_rule: str = "first_epoch"
     # What is clustered: the "memory"'s stored features (SpCL), or the "extracted" ones,
     # which then also replace the memory's image rows every epoch.
     cluster_on: str = "memory"
@@ -81,11 +84,13 @@ class SpCLConfig:
         check_range("independence_keep", self.independence_keep, 0.0, 1.0, low_open=True)
         check_choice("cluster_on", self.cluster_on, CLUSTER_ON)
         check_choice("loss", self.loss, LOSSES)
+        check_choice("independence_rule", self.independence_rule, INDEPENDENCE_RULES)
 
     def ignored(self) -> dict[str, str]:
         if self.self_paced:
             return {}
-        return {k: "spcl.self_paced=false" for k in ("eps_gap", "independence_keep")}
+        keys = ("eps_gap", "independence_keep", "independence_rule")
+        return {k: "spcl.self_paced=false" for k in keys}
 
     def run_checks(self, cfg: Any) -> list[tuple[str, bool, str]]:
         """What the self-paced step needs from the rest of the run (checked at load time)."""
@@ -117,7 +122,8 @@ class SpCL(Method):
         super().__init__()
         self.cfg, self.cluster_cfg, self.adapting = cfg, ctx.cluster, ctx.adapting
         self.memory = HybridMemory(ctx.feature_dim, cfg.momentum)
-        # α of the independence criterion, set at the first self-paced epoch (saved)
+        # α of the independence criterion, set at the first self-paced epoch (saved; under
+        # independence_rule=every_epoch, the latest epoch's)
         self.register_buffer("alpha", torch.tensor(math.nan, dtype=torch.float64))
         # source samples ahead of the target ones in batch indexes (0 alone; saved)
         self.register_buffer("num_source_samples", torch.zeros((), dtype=torch.long))
@@ -170,14 +176,15 @@ class SpCL(Method):
         tight, loose = dbscan_at_radii(
             clustered[-len(labels) :], c, [c.eps - self.cfg.eps_gap, c.eps + self.cfg.eps_gap]
         )
+        every = self.cfg.independence_rule == "every_epoch"
         kept = reliable_clusters(
             labels.labels,
             tight.labels,
             loose.labels,
-            alpha=float(self.alpha),
+            alpha=math.nan if every else float(self.alpha),  # nan: set from keep_share
             keep_share=self.cfg.independence_keep,
         )
-        if math.isnan(float(self.alpha)):
+        if every or math.isnan(float(self.alpha)):
             self.alpha.fill_(kept.alpha)
         log.info(
             "spcl: %d reliable clusters, %d un-clustered images (independence >= %.3f)",
