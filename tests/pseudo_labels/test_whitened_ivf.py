@@ -56,7 +56,7 @@ def test_auto_searches_exactly_on_a_small_set_and_switches_at_the_threshold(monk
     labels = cluster_features(x)  # the default knn="auto"
     assert np.array_equal(labels.labels, cluster_features(x, knn="torch").labels)
     monkeypatch.setattr(knn_mod, "AUTO_EXACT_BELOW", 1000)
-    monkeypatch.setattr(knn_mod, "NPROBE", 2)  # of 30 cells, so that it cannot be exact
+    monkeypatch.setattr(knn_mod, "NPROBE", 4)  # of 37 cells, so that it cannot be exact
     switched = knn_search(x, 31, method="auto")
     whitened = knn_search(x, 31, method="ivf_whitened")
     assert all(np.array_equal(a, w) for a, w in zip(switched, whitened, strict=True))
