@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from unreid.errors import SettingError
-from unreid.pseudo_labels import cluster_features, knn_recall, knn_search
+from unreid.pseudo_labels import cell_kmeans, cluster_features, knn_recall, knn_search, whitened_ivf
 from unreid.pseudo_labels import knn as knn_mod
 from unreid.pseudo_labels.knn import AUTO_EXACT_BELOW, resolve_knn
 from unreid.settings import ClusterConfig
@@ -63,7 +63,13 @@ def test_auto_searches_exactly_on_a_small_set_and_switches_at_the_threshold(monk
     assert not np.array_equal(switched[1], exact[1])  # it really is the approximate path
 
 
-def test_whitened_ivf_rows_are_ranked_exact_products_and_exhaustive_probing_is_exact() -> None:
+@pytest.mark.parametrize("cells", ["faiss", "coarse"])
+def test_whitened_ivf_rows_are_ranked_exact_products_and_exhaustive_probing_is_exact(
+    cells, monkeypatch
+) -> None:
+    if cells == "coarse":  # the cells of a million rows: k-means through coarse cells
+        monkeypatch.setattr(whitened_ivf, "TWO_LEVEL_FROM", 1)
+        monkeypatch.setattr(cell_kmeans, "DIRECT_BELOW", 8)
     x = camera_features(1500, 32, 1)
     sims, idx = knn_search(x, 21, method="ivf_whitened", ivf_nlist=24, ivf_nprobe=4)
     assert np.array_equal(idx[:, 0], np.arange(1500))

@@ -38,6 +38,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from unreid.pseudo_labels.cell_kmeans import NearestCentroid, kmeans
 
@@ -48,6 +49,7 @@ _TRAIN_PER_LIST = 64  # k-means training points per centroid, at most
 _TRAIN_MAX = 1 << 17  # k-means training rows, at most (its cost is rows x nlist x D x iters)
 _KMEANS_ITERS = 8
 _ASSIGN_ROWS = 1 << 16  # rows transformed and assigned at once
+TWO_LEVEL_FROM = 1 << 14  # cells from which k-means and assignment go through coarse cells
 GROUP_ROWS = 256  # query rows scored in one product (a group of neighbouring cells)
 BF16_EXTRA = 32  # candidates beyond `cand` taken from the bf16 scores, then scored in fp32
 
@@ -70,20 +72,63 @@ def check_whitened_params(whiten: float, nprobe: int) -> None:
         raise ValueError(f"ivf_nprobe must be an integer >= 1, found {nprobe!r}")
 
 
+def _faiss_cells(
+    x: np.ndarray, nlist: int, nprobe: int, whiten: float | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """faiss k-means and brute-force assignment: N x nlist x D, used below TWO_LEVEL_FROM
+    cells. ``whiten`` None: spherical k-means on ``x``; else k-means (inner-product
+    assignment) in the PCA space whose directions are scaled by eigenvalue^whiten."""
+    n, dim = x.shape
+    train_n = min(n, nlist * _TRAIN_PER_LIST, max(nlist, _TRAIN_MAX))
+    train = x[np.sort(np.random.default_rng(seed).choice(n, train_n, replace=False))]
+    pca = None
+    if whiten is not None:
+        pca = faiss.PCAMatrix(dim, dim, float(whiten))
+        pca.train(train)
+        train = pca.apply(train)
+    kmeans = faiss.Clustering(dim, nlist)
+    kmeans.niter = _KMEANS_ITERS
+    kmeans.seed = seed
+    kmeans.max_points_per_centroid = _TRAIN_PER_LIST
+    kmeans.min_points_per_centroid = 1
+    kmeans.spherical = whiten is None
+    quantizer = faiss.IndexFlatIP(dim)
+    kmeans.train(np.ascontiguousarray(train), quantizer)
+    assign = np.empty(n, dtype=np.int64)
+    for r0 in range(0, n, _ASSIGN_ROWS):
+        chunk = x[r0 : r0 + _ASSIGN_ROWS]
+        assign[r0 : r0 + chunk.shape[0]] = quantizer.search(
+            chunk if pca is None else pca.apply(chunk), 1
+        )[1][:, 0]
+    centroids = faiss.rev_swig_ptr(quantizer.get_xb(), nlist * dim).reshape(nlist, dim)
+    probes = quantizer.search(np.ascontiguousarray(centroids), min(nprobe, nlist))[1]
+    return assign, probes
+
+
 def _cells(
     x: np.ndarray, nlist: int, nprobe: int, whiten: float | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's cell and each cell's ``nprobe`` nearest cells (itself first), by centroid.
 
-    ``whiten`` None: spherical k-means on ``x``; else k-means (inner-product
-    assignment) in the PCA space whose directions are scaled by eigenvalue^whiten
-    (faiss ``PCAMatrix``). The cells are small (~``CELL_SIZE`` rows: at 100k x 256
-    flat k-means cells of 25 rows, 256 probes, gave ARI 0.977 against the exact
-    labels where 80-row cells and 128 probes gave 0.955), so k-means trains on at
-    most ``_TRAIN_MAX`` rows for ``_KMEANS_ITERS`` rounds, and both k-means and the
-    assignment find each row's centroid through coarse cells (``cell_kmeans.py``):
-    brute force over ~N/32 centroids is quadratic in N.
+    The cells are small (~``CELL_SIZE`` rows: at 100k x 256 flat k-means cells of 25
+    rows, 256 probes, gave ARI 0.977 against the exact labels where 80-row cells and
+    128 probes gave 0.955), so their number grows with N and brute-force k-means and
+    assignment (faiss, ``_faiss_cells``) grow as N^2: 200k rows took seconds, a million
+    did not finish in 29 minutes. From ``TWO_LEVEL_FROM`` cells on, both go through
+    coarse cells (``_coarse_cells``, ``cell_kmeans.py``). At 200k the brute-force cells
+    gave ARI 0.972 against the exact labels, the coarse ones 0.952 (recall@6 0.97):
+    the whitened geometry is near isotropic, so a row's best centroid is often outside
+    the coarse cells it probes.
     """
+    if nlist < TWO_LEVEL_FROM:
+        return _faiss_cells(x, nlist, nprobe, whiten, seed)
+    return _coarse_cells(x, nlist, nprobe, whiten, seed)
+
+
+def _coarse_cells(
+    x: np.ndarray, nlist: int, nprobe: int, whiten: float | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spherical k-means and assignment through coarse cells; whitened rows renormalised."""
     n, dim = x.shape
     train_n = min(n, nlist * _TRAIN_PER_LIST, max(nlist, _TRAIN_MAX))
     train = x[np.sort(np.random.default_rng(seed).choice(n, train_n, replace=False))]
@@ -93,9 +138,11 @@ def _cells(
         pca.train(train)
 
     def space(rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(rows if pca is None else pca.apply(np.ascontiguousarray(rows)))
+        if pca is None:
+            return torch.from_numpy(rows)
+        return F.normalize(torch.from_numpy(pca.apply(np.ascontiguousarray(rows))), dim=1)
 
-    cent = kmeans(space(train), nlist, spherical=whiten is None, seed=seed, iters=_KMEANS_ITERS)
+    cent = kmeans(space(train), nlist, spherical=True, seed=seed, iters=_KMEANS_ITERS)
     nearest = NearestCentroid(cent, seed)
     assign = np.empty(n, dtype=np.int64)
     for r0 in range(0, n, _ASSIGN_ROWS):
