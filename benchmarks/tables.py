@@ -79,8 +79,11 @@ TABLES: dict[str, TableSpec] = {
         for name in scale_table.SCALE_TABLES
     },
     "pretrained_demo": TableSpec(
-        PRETRAINED_CMD, ("cc", "spcl", "spcl_official", "ice", "ice_teacher"),
-        regime="pretrained", baseline="cc", results=PRETRAINED_RESULTS,
+        PRETRAINED_CMD,
+        ("cc", "spcl", "spcl_official", "ice", "ice_teacher"),
+        regime="pretrained",
+        baseline="cc",
+        results=PRETRAINED_RESULTS,
     ),  # fmt: skip
     "vit_pretrained": TableSpec(
         "python benchmarks/methods.py --regime pretrained --rows cc_vit_small --seeds 1 2 3",
