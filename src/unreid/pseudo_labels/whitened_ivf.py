@@ -72,6 +72,21 @@ def check_whitened_params(whiten: float, nprobe: int) -> None:
         raise ValueError(f"ivf_nprobe must be an integer >= 1, found {nprobe!r}")
 
 
+def _training_rows(
+    x: np.ndarray, nlist: int, whiten: float | None, seed: int
+) -> tuple[np.ndarray, faiss.PCAMatrix | None]:
+    """k-means' training rows (a seeded sample, at most ``_TRAIN_PER_LIST`` per centroid)
+    and, for the whitened geometry, the PCA trained on them (not yet applied)."""
+    n, dim = x.shape
+    train_n = min(n, nlist * _TRAIN_PER_LIST, max(nlist, _TRAIN_MAX))
+    train = x[np.sort(np.random.default_rng(seed).choice(n, train_n, replace=False))]
+    if whiten is None:
+        return train, None
+    pca = faiss.PCAMatrix(dim, dim, float(whiten))
+    pca.train(train)
+    return train, pca
+
+
 def _faiss_cells(
     x: np.ndarray, nlist: int, nprobe: int, whiten: float | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -79,12 +94,8 @@ def _faiss_cells(
     cells. ``whiten`` None: spherical k-means on ``x``; else k-means (inner-product
     assignment) in the PCA space whose directions are scaled by eigenvalue^whiten."""
     n, dim = x.shape
-    train_n = min(n, nlist * _TRAIN_PER_LIST, max(nlist, _TRAIN_MAX))
-    train = x[np.sort(np.random.default_rng(seed).choice(n, train_n, replace=False))]
-    pca = None
-    if whiten is not None:
-        pca = faiss.PCAMatrix(dim, dim, float(whiten))
-        pca.train(train)
+    train, pca = _training_rows(x, nlist, whiten, seed)
+    if pca is not None:
         train = pca.apply(train)
     kmeans = faiss.Clustering(dim, nlist)
     kmeans.niter = _KMEANS_ITERS
@@ -130,12 +141,7 @@ def _coarse_cells(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spherical k-means and assignment through coarse cells; whitened rows renormalised."""
     n, dim = x.shape
-    train_n = min(n, nlist * _TRAIN_PER_LIST, max(nlist, _TRAIN_MAX))
-    train = x[np.sort(np.random.default_rng(seed).choice(n, train_n, replace=False))]
-    pca = None
-    if whiten is not None:
-        pca = faiss.PCAMatrix(dim, dim, float(whiten))
-        pca.train(train)
+    train, pca = _training_rows(x, nlist, whiten, seed)
 
     def space(rows: np.ndarray) -> torch.Tensor:
         if pca is None:
