@@ -121,7 +121,6 @@ class Check:
     work: Path  # what is not: the synthetic set (work/data) and the run folders
     sizes: Sizes
     deadline: float
-    total_s: float
     stage_deadline: float = 0.0
     python: str = sys.executable
     dry_run: bool = False  # record the commands (`commands`) instead of running them
@@ -201,7 +200,7 @@ def environment(sizes: Sizes) -> dict:
 def planned_commands(sizes: Sizes, out: Path, work: str | None = None) -> list[list[str]]:
     """Every child command of a check, without running any (the stages as if each child
     succeeded and wrote nothing): what `--dry-run` prints and the tests parse."""
-    check = Check(out, Path(work or out / "work"), sizes, math.inf, math.inf, math.inf,
+    check = Check(out, Path(work or out / "work"), sizes, math.inf, math.inf,
                   dry_run=True)  # fmt: skip
     for stage in STAGES.values():
         with contextlib.suppress(Exception):  # a stage reading outputs that were never made
@@ -236,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     check = Check(out, Path(args.work or out / "work"), sizes,
-                  time.monotonic() + args.budget, args.budget)  # fmt: skip
+                  time.monotonic() + args.budget)  # fmt: skip
     report = {**environment(sizes), "tiny": args.tiny, "budget_s": args.budget, "stages": {}}
     saved = 0.0  # seconds earlier stages left of their budgets: later ones may use them
     for name in args.stages:

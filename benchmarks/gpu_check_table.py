@@ -46,9 +46,8 @@ def _throughput(st: dict) -> list[str]:
 
 
 def _epochs(epochs: list[dict]) -> list[str]:
-    head = ["epoch", "seconds", "extract", "cluster", "memories", "train", "evaluate", "clusters"]
     keys = ["epoch", "seconds", "extract", "cluster", "memories", "train", "evaluate", "clusters"]
-    return _table(head, [[e.get(k) for k in keys] for e in epochs])
+    return _table(keys, [[e.get(k) for k in keys] for e in epochs])
 
 
 def _recipe(st: dict) -> list[str]:

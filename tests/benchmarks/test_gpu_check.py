@@ -69,7 +69,7 @@ def test_a_check_out_of_time_skips_every_stage_with_a_note_and_still_writes(tmp_
 
 
 def test_a_child_past_its_stage_time_is_killed_with_its_group(tmp_path) -> None:
-    check = check_mod.Check(tmp_path, tmp_path, check_mod.TINY, time.monotonic() + 60, 60)
+    check = check_mod.Check(tmp_path, tmp_path, check_mod.TINY, time.monotonic() + 60)
     check.stage_deadline = time.monotonic() + 2.0
     started = time.monotonic()
     # a shell that starts a grandchild: both must go (torchrun's ranks are grandchildren)
