@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import adjusted_rand_score
 
 from unreid.errors import SettingError
@@ -114,3 +115,21 @@ def test_bad_whitened_settings_name_the_key() -> None:
         with pytest.raises(SettingError) as err:
             ClusterConfig(**{key: value})
         assert err.value.key == key
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("width", "k", "block"), [(4096, 70, 16), (640, 38, 8), (64, 10, 16)])
+def test_block_topk_finds_the_same_top_k_as_a_full_sort(dtype, width, k, block) -> None:
+    gen = torch.Generator().manual_seed(width + k)
+    s = torch.randperm(7 * width, generator=gen)[: 5 * width].view(5, width).to(dtype)
+    s[:, -3:] = float("-inf")  # padding columns, as the scan sets them
+    vals, cols = whitened_ivf.block_topk(s, k, block)
+    assert torch.equal(torch.gather(s, 1, cols), vals)
+    assert torch.equal(vals.sort(dim=1).values, s.sort(dim=1).values[:, -k:])
+    if dtype == torch.float32:  # distinct scores (bf16 rounds some together): same columns
+        assert torch.equal(cols.sort(dim=1).values, s.argsort(dim=1)[:, -k:].sort(dim=1).values)
+
+
+def test_block_topk_refuses_a_width_not_divisible_by_the_block() -> None:
+    with pytest.raises(ValueError, match="divisible by 16, found 100"):
+        whitened_ivf.block_topk(torch.zeros(2, 100), 5, 16)

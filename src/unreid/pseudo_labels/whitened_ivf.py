@@ -52,6 +52,7 @@ _ASSIGN_ROWS = 1 << 16  # rows transformed and assigned at once
 TWO_LEVEL_FROM = 1 << 14  # cells from which k-means and assignment go through coarse cells
 GROUP_ROWS = 256  # query rows scored in one product (a group of neighbouring cells)
 BF16_EXTRA = 32  # candidates beyond `cand` taken from the bf16 scores, then scored in fp32
+TOPK_BLOCK = 16  # score columns per block in `block_topk`
 
 
 @functools.cache
@@ -159,6 +160,32 @@ def _coarse_cells(
     return assign, probes
 
 
+def block_topk(
+    s: torch.Tensor, k: int, block: int = TOPK_BLOCK
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(s, k, dim=1, sorted=False)`` by blocks, the same values (ties aside).
+
+    Columns j, j + nb, j + 2 nb, ... form block j (nb = width / ``block``; a strided
+    partition, so the block maxima are an elementwise max of ``block`` contiguous
+    slices, which vectorises). Every one of a row's k largest scores lies in one of its
+    k blocks of largest maximum -- a block holding one has a maximum at least the k-th
+    score, and at most k blocks can -- so the top k of those k x ``block`` columns are
+    the row's top k. In the scan at 50k x 256 (groups of ~240 rows against ~28k
+    columns, bf16) it took 1.0 s where ``torch.topk`` took 1.3 s. The width must be a
+    multiple of ``block``; pad with -inf.
+    """
+    rows, width = s.shape
+    if width % block:
+        raise ValueError(f"block_topk needs a width divisible by {block}, found {width}")
+    nb = width // block
+    if k * block >= width:
+        return torch.topk(s, k, dim=1, sorted=False)
+    best = torch.topk(s.view(rows, block, nb).amax(dim=1), k, dim=1, sorted=False).indices
+    cols = (best[:, :, None] + nb * torch.arange(block)).view(rows, k * block)
+    vals, at = torch.topk(torch.gather(s, 1, cols), k, dim=1, sorted=False)
+    return vals, torch.gather(cols, 1, at)
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The concatenation of arange(s, s + l) over (s, l) pairs, without a Python loop."""
     total = int(lengths.sum())
@@ -198,7 +225,10 @@ def _scan(
     group instead of one small one per cell, and each query scored against a superset
     of its own cell's probed rows. On a CPU with bf16 instructions the product is bf16
     (~4x the fp32 rate here) and its best ``cand + BF16_EXTRA`` are scored again in
-    fp32, so the similarities returned are exact products either way.
+    fp32, so the similarities returned are exact products either way. The gathers go
+    through ``index_select`` and the top-k through ``block_topk``: at 100k x 256 the
+    scan took 9.0 s (features' geometry) and 11.4 s (whitened) where advanced indexing
+    and ``torch.topk`` took 12.9 s and 16.5 s (side by side, the same candidates).
     """
     nlist = probes.shape[0]
     order = np.argsort(assign, kind="stable")
@@ -229,13 +259,19 @@ def _scan(
             )
         where[pool] = np.arange(pool.size)
         r, p = torch.from_numpy(rows), torch.from_numpy(pool)
-        sims = fast[r] @ fast[p].T
+        # pad the pool to whole top-k blocks: zero rows, their scores then set to -inf
+        width = -(-pool.size // TOPK_BLOCK) * TOPK_BLOCK
+        cols = torch.zeros(width, fast.shape[1], dtype=fast.dtype)
+        torch.index_select(fast, 0, p, out=cols[: pool.size])
+        sims = fast.index_select(0, r) @ cols.T
+        sims[:, pool.size :] = float("-inf")
         sims[torch.arange(rows.size), torch.from_numpy(where[rows])] = float("inf")
         where[pool] = -1
-        vals, top = torch.topk(sims, min(pool.size, cand + extra), dim=1, sorted=False)
+        vals, top = block_topk(sims, min(pool.size, cand + extra))
         if extra:  # bf16 picked the candidates: score them exactly, keep the best
             chosen = p[top]
-            vals = torch.bmm(xt[chosen], xt[r].unsqueeze(2)).squeeze(2)
+            found = xt.index_select(0, chosen.ravel()).view(*chosen.shape, -1)
+            vals = torch.bmm(found, xt.index_select(0, r).unsqueeze(2)).squeeze(2)
             vals[chosen == r[:, None]] = float("inf")
             vals, keep = torch.topk(vals, cand, dim=1, sorted=False)
             top = torch.gather(top, 1, keep)
