@@ -53,6 +53,7 @@ TWO_LEVEL_FROM = 1 << 14  # cells from which k-means and assignment go through c
 GROUP_ROWS = 256  # query rows scored in one product (a group of neighbouring cells)
 BF16_EXTRA = 32  # candidates beyond `cand` taken from the bf16 scores, then scored in fp32
 TOPK_BLOCK = 16  # score columns per block in `block_topk`
+PAD_COLS, PAD_ROWS = 2048, 32  # a scan product's shape, padded to multiples of these
 
 
 @functools.cache
@@ -259,11 +260,16 @@ def _scan(
             )
         where[pool] = np.arange(pool.size)
         r, p = torch.from_numpy(rows), torch.from_numpy(pool)
-        # pad the pool to whole top-k blocks: zero rows, their scores then set to -inf
-        width = -(-pool.size // TOPK_BLOCK) * TOPK_BLOCK
+        # products of few shapes: oneDNN keeps a primitive for every shape it meets (a
+        # shape per group held 1.2 GB after a scan of 100k rows, 0.6 GB padded), so the
+        # queries are zero-padded to whole PAD_ROWS and the pool to whole PAD_COLS (also
+        # whole top-k blocks); the padded columns score -inf, the padded rows are dropped
+        width = -(-pool.size // PAD_COLS) * PAD_COLS
         cols = torch.zeros(width, fast.shape[1], dtype=fast.dtype)
         torch.index_select(fast, 0, p, out=cols[: pool.size])
-        sims = fast.index_select(0, r) @ cols.T
+        query = torch.zeros(-(-rows.size // PAD_ROWS) * PAD_ROWS, fast.shape[1], dtype=fast.dtype)
+        torch.index_select(fast, 0, r, out=query[: rows.size])
+        sims = (query @ cols.T)[: rows.size]
         sims[:, pool.size :] = float("-inf")
         sims[torch.arange(rows.size), torch.from_numpy(where[rows])] = float("inf")
         where[pool] = -1
