@@ -187,6 +187,13 @@ def block_topk(
     return vals, torch.gather(cols, 1, at)
 
 
+def _padded_rows(x: torch.Tensor, index: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``x[index]``, then zero rows up to a whole ``multiple`` of rows."""
+    out = torch.zeros(-(-index.numel() // multiple) * multiple, x.shape[1], dtype=x.dtype)
+    torch.index_select(x, 0, index, out=out[: index.numel()])
+    return out
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The concatenation of arange(s, s + l) over (s, l) pairs, without a Python loop."""
     total = int(lengths.sum())
@@ -264,12 +271,7 @@ def _scan(
         # shape per group held 1.2 GB after a scan of 100k rows, 0.6 GB padded), so the
         # queries are zero-padded to whole PAD_ROWS and the pool to whole PAD_COLS (also
         # whole top-k blocks); the padded columns score -inf, the padded rows are dropped
-        width = -(-pool.size // PAD_COLS) * PAD_COLS
-        cols = torch.zeros(width, fast.shape[1], dtype=fast.dtype)
-        torch.index_select(fast, 0, p, out=cols[: pool.size])
-        query = torch.zeros(-(-rows.size // PAD_ROWS) * PAD_ROWS, fast.shape[1], dtype=fast.dtype)
-        torch.index_select(fast, 0, r, out=query[: rows.size])
-        sims = (query @ cols.T)[: rows.size]
+        sims = (_padded_rows(fast, r, PAD_ROWS) @ _padded_rows(fast, p, PAD_COLS).T)[: rows.size]
         sims[:, pool.size :] = float("-inf")
         sims[torch.arange(rows.size), torch.from_numpy(where[rows])] = float("inf")
         where[pool] = -1
