@@ -9,7 +9,9 @@ Usage:
 Features: `structured_features` (identities seen in a few cameras, each camera
 shifting all its images alike; see that module for why). A setting is
 ``backend[:key=value,...]`` with keys nprobe, nlist, whiten (the IVF
-backends) and m, efs, efc (HNSW); ``auto`` is what the clustering does by default.
+backends), m, efs, efc (HNSW) and refine (rounds of neighbours-of-neighbours
+refinement of the approximate lists, default ``knn.REFINE``); ``auto`` is what
+the clustering does by default.
 
 Each setting runs the whole pseudo-label step (kNN, sparse Jaccard with k1 30,
 k2 6, DBSCAN eps 0.6) in its own child process, so its peak RSS above the
@@ -46,7 +48,7 @@ SCALE_RESULTS = RESULTS / "scale.jsonl"
 CACHE = Path(__file__).resolve().parent / "out" / "knn_choice"
 KEYS = {
     "nprobe": "ivf_nprobe", "nlist": "ivf_nlist", "whiten": "ivf_whiten",
-"m": "hnsw_m", "efs": "ef_search", "efc": "ef_construction",
+"m": "hnsw_m", "efs": "ef_search", "efc": "ef_construction", "refine": "refine",
 }  # fmt: skip
 EXACT = "torch"
 

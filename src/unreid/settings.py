@@ -191,6 +191,11 @@ class ClusterConfig:
     # 100,000 images included).
     ivf_nlist: int = 0
     ivf_nprobe: int = 0
+    # Rounds of neighbours-of-neighbours refinement of the approximate backends' lists
+    # ("ivf", "hnsw", "ivf_whitened", so "auto" from 100,000 images on a CPU): each
+    # round scores the near neighbours of a row's near neighbours exactly and keeps
+    # the best; 0 = none (docs/scale.md).
+    knn_refine: int = 1
     # InfoMap (Cluster Contrast README recipe): kNN k (self included), edge similarity
     # threshold, and the smallest cluster kept (clusters of <= 4 images become outliers).
     infomap_k: int = 15
@@ -219,6 +224,7 @@ class ClusterConfig:
         check_choice("knn", self.knn, KNN_BACKENDS)
         check_range("ivf_nlist", self.ivf_nlist, 0)
         check_range("ivf_nprobe", self.ivf_nprobe, 0)
+        check_range("knn_refine", self.knn_refine, 0)
         check_range("infomap_k", self.infomap_k, 2)
         check_range("infomap_min_sim", self.infomap_min_sim, -1.0, 1.0)
         check_range("infomap_min_size", self.infomap_min_size, 1)
@@ -231,7 +237,7 @@ class ClusterConfig:
         ivf = ("ivf_nlist", "ivf_nprobe")
         out: dict[str, str] = {}
         if self.method != "dbscan":
-            out.update({k: f"cluster.method={self.method}" for k in (*dbscan, *ivf)})
+            out.update({k: f"cluster.method={self.method}" for k in (*dbscan, *ivf, "knn_refine")})
         elif self.knn not in ("ivf", "ivf_whitened", "auto") or self.jaccard_impl == "dense":
             why = (
                 "cluster.jaccard_impl=dense"
@@ -239,6 +245,11 @@ class ClusterConfig:
                 else f"cluster.knn={self.knn}"
             )
             out.update({k: why for k in ivf})
+        if self.method == "dbscan" and (
+            self.knn not in ("ivf", "hnsw", "ivf_whitened", "auto") or self.jaccard_impl == "dense"
+        ):
+            dense = self.jaccard_impl == "dense"
+            out["knn_refine"] = "cluster.jaccard_impl=dense" if dense else f"cluster.knn={self.knn}"
         if self.method == "dbscan" and self.jaccard_impl == "dense":
             out["knn"] = out["shard"] = "cluster.jaccard_impl=dense"
         if self.method != "infomap":

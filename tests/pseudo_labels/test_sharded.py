@@ -32,6 +32,7 @@ from unreid.settings import ClusterConfig
 WORLD = 2
 N, DIM, K1, K2, RADII = 301, 16, 12, 4, [0.4, 0.55]
 DEPTH = jaccard_depth(K1, K2, "paper")
+IVF = {"ivf_nlist": 12, "ivf_nprobe": 2}  # cells too few to find every neighbour
 
 
 def features() -> np.ndarray:
@@ -63,6 +64,7 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         "lists": gathered_neighbours(x, ctx, DEPTH, knn="torch_bf16"),
         "graph": sharded_jaccard(x, ctx, K1, K2, knn="torch_bf16", max_distance=max(RADII)),
         "labels": sharded_cluster_features_at(x, RADII, ctx, k1=K1, k2=K2, knn="torch_bf16"),
+        "refined": gathered_neighbours(x, ctx, DEPTH, knn="ivf_whitened", knn_refine=2, **IVF),
     }
     torch.save(out, Path(out_dir) / f"rank{rank}.pt")
     ctx.close()
@@ -91,6 +93,17 @@ def test_each_rank_holds_the_one_process_neighbour_lists(ranks) -> None:
         sims, idx = r["lists"]
         assert np.array_equal(idx, one_idx)
         assert np.array_equal(sims, one_sims)
+
+
+def test_refinement_rounds_over_shards_equal_one_process_rounds(ranks) -> None:
+    x = features()
+    _, cells = knn_search(x, DEPTH, method="ivf_whitened", refine=0, **IVF)
+    one_sims, one_idx = knn_search(x, DEPTH, method="ivf_whitened", refine=2, **IVF)
+    assert (one_idx != cells).any()  # the rounds changed lists, so the comparison has teeth
+    for r in ranks:
+        sims, idx = r["refined"]
+        assert np.array_equal(idx, one_idx)
+        np.testing.assert_allclose(sims, one_sims, atol=1e-6)  # products of other shapes
 
 
 def test_rank_zero_gathers_the_one_process_jaccard_graph(ranks) -> None:

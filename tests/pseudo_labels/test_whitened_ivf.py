@@ -72,16 +72,17 @@ def test_whitened_ivf_rows_are_ranked_exact_products_and_exhaustive_probing_is_e
         monkeypatch.setattr(whitened_ivf, "TWO_LEVEL_FROM", 1)
         monkeypatch.setattr(cell_kmeans, "DIRECT_BELOW", 8)
     x = camera_features(1500, 32, 1)
-    sims, idx = knn_search(x, 21, method="ivf_whitened", ivf_nlist=24, ivf_nprobe=4)
+    kw = {"method": "ivf_whitened", "ivf_nlist": 24, "refine": 0}  # the cells' lists alone
+    sims, idx = knn_search(x, 21, ivf_nprobe=4, **kw)
     assert np.array_equal(idx[:, 0], np.arange(1500))
     assert (np.diff(sims[:, 1:], axis=1) <= 0).all()
     assert all(len(set(row)) == 21 for row in idx)  # no row found twice
     np.testing.assert_allclose(sims, (x[:, None, :] * x[idx]).sum(axis=2), atol=1e-5)
-    _, every = knn_search(x, 21, method="ivf_whitened", ivf_nlist=24, ivf_nprobe=24)
+    _, every = knn_search(x, 21, ivf_nprobe=24, **kw)
     _, exact = knn_search(x, 21, method="torch")
     assert np.array_equal(np.sort(every, axis=1), np.sort(exact, axis=1))
     queries = np.array([7, 3, 1499, 3])  # a shard of the rows, in any order, repeats allowed
-    s_q, i_q = knn_search(x, 21, method="ivf_whitened", ivf_nlist=24, ivf_nprobe=4, queries=queries)
+    s_q, i_q = knn_search(x, 21, ivf_nprobe=4, queries=queries, **kw)
     assert np.array_equal(i_q, idx[queries])  # the same rows; sims up to the products' shapes
     np.testing.assert_allclose(s_q, sims[queries], atol=1e-6)
 
@@ -89,13 +90,15 @@ def test_whitened_ivf_rows_are_ranked_exact_products_and_exhaustive_probing_is_e
 def test_whitened_ivf_keeps_the_cross_camera_neighbours_that_plain_ivf_loses() -> None:
     x = camera_features(3000, 64, 0)
     kw = {"ivf_nlist": 64, "ivf_nprobe": 8}
-    _, plain = knn_search(x, 31, method="ivf", **kw)
-    _, whitened = knn_search(x, 31, method="ivf_whitened", **kw)
+    _, plain = knn_search(x, 31, method="ivf", refine=0, **kw)
+    _, whitened = knn_search(x, 31, method="ivf_whitened", refine=0, **kw)
     r_plain, r_white = (knn_recall(x, i, 6, sample=3000) for i in (plain, whitened))
     assert r_white > 0.97 and r_plain < 0.95
     exact = singletons(cluster_features(x, knn="torch").labels)
     ari = {
-        m: adjusted_rand_score(exact, singletons(cluster_features(x, knn=m, **kw).labels))
+        m: adjusted_rand_score(
+            exact, singletons(cluster_features(x, knn=m, knn_refine=0, **kw).labels)
+        )
         for m in ("ivf", "ivf_whitened")
     }
     assert ari["ivf_whitened"] > 0.9 and ari["ivf_whitened"] > ari["ivf"] + 0.05, ari

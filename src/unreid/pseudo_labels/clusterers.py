@@ -81,6 +81,7 @@ def dbscan_at_radii(
         jaccard_impl=cfg.jaccard_impl,
         ivf_nlist=cfg.ivf_nlist or None,  # 0 in the config means "4 sqrt(N)"
         ivf_nprobe=cfg.ivf_nprobe or None,
+        knn_refine=cfg.knn_refine,
     )
 
 
@@ -101,6 +102,7 @@ def sharded_dbscan(
         features, [cfg.eps], ctx, k1=cfg.k1, k2=cfg.k2, min_samples=cfg.min_samples,
         jaccard_variant=cfg.jaccard_variant, knn=cfg.knn,
         ivf_nlist=cfg.ivf_nlist or None, ivf_nprobe=cfg.ivf_nprobe or None,
+        knn_refine=cfg.knn_refine,
     )  # fmt: skip
     return None if out is None else out[0]
 

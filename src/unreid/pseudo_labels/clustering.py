@@ -124,6 +124,7 @@ def cluster_features(
     jaccard_impl: Literal["sparse", "dense"] = "sparse",
     ivf_nlist: int | None = None,
     ivf_nprobe: int | None = None,
+    knn_refine: int | None = None,
 ) -> PseudoLabels:
     """Pseudo labels for (N, D) L2-normalised features: Jaccard distance, then DBSCAN.
 
@@ -132,6 +133,7 @@ def cluster_features(
     (labels,) = cluster_features_at(
         features, [eps], k1=k1, k2=k2, min_samples=min_samples, jaccard_variant=jaccard_variant,
         knn=knn, jaccard_impl=jaccard_impl, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe,
+        knn_refine=knn_refine,
     )  # fmt: skip
     return labels
 
@@ -148,6 +150,7 @@ def cluster_features_at(
     jaccard_impl: Literal["sparse", "dense"] = "sparse",
     ivf_nlist: int | None = None,
     ivf_nprobe: int | None = None,
+    knn_refine: int | None = None,
 ) -> list[PseudoLabels]:
     """DBSCAN labels at each radius in `radii`, from one Jaccard distance (SpCL's criterion).
 
@@ -177,6 +180,8 @@ def cluster_features_at(
         jaccard_impl: ``"sparse"`` (default) or ``"dense"`` (reference).
         ivf_nlist, ivf_nprobe: IVF cells (None = 4 sqrt(N)) and cells scanned
             per query (None = the backend's default), for the IVF backends.
+        knn_refine: neighbours-of-neighbours rounds on the approximate backends'
+            lists (None = ``knn.REFINE``, 0 = none; ``nn_refine.py``).
     """
     if jaccard_impl not in JACCARD_IMPLS:
         raise ValueError(f"jaccard_impl must be one of {JACCARD_IMPLS}, found {jaccard_impl!r}")
@@ -204,5 +209,6 @@ def cluster_features_at(
         max_distance=eps,
         ivf_nlist=ivf_nlist,
         ivf_nprobe=ivf_nprobe,
+        knn_refine=knn_refine,
     )
     return [PseudoLabels(dbscan_labels(dist, eps=r, min_samples=min_samples)) for r in radii]

@@ -52,6 +52,8 @@ import torch
 
 from unreid.neighbours import UNIT_NORM_TOL, ambiguous_rows, as_unit_features, sort_candidates
 from unreid.pseudo_labels.device_knn import device_knn
+from unreid.pseudo_labels.nn_refine import check_refine
+from unreid.pseudo_labels.nn_refine import refine as refine_lists
 from unreid.pseudo_labels.whitened_ivf import CELL_SIZE, NPROBE, WHITEN, whitened_ivf_candidates
 
 KnnMethod = Literal[
@@ -74,6 +76,8 @@ KNN_METHODS: tuple[str, ...] = (
 # every real re-id training set (MSMT17: 32,621) stays exact.
 AUTO_EXACT_BELOW = 100_000
 IVF_NPROBE = 8  # plain IVF's cells scanned per query
+APPROXIMATE = ("ivf", "hnsw", "ivf_whitened")  # the backends `refine` applies to
+REFINE = 1  # default rounds of neighbours-of-neighbours refinement (nn_refine.py)
 
 _EXTRA_CANDIDATES = 8  # beyond the depth, to detect ties at the cut-off
 _SIM_CHUNK_ELEMS = 1 << 24  # similarity entries held at once by the torch / fallback paths
@@ -235,6 +239,7 @@ def knn_search(
     ivf_nlist: int | None = None,
     ivf_nprobe: int | None = None,
     ivf_whiten: float = WHITEN,
+    refine: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ranked neighbours: ``(sims, idx)``, each (Q, depth), column 0 the query itself.
 
@@ -257,6 +262,11 @@ def knn_search(
             for ``"ivf_whitened"``).
         ivf_whiten: eigenvalue power of the second cell geometry
             (``"ivf_whitened"`` only).
+        refine: rounds of neighbours-of-neighbours refinement of the approximate
+            backends' lists (``nn_refine.py``; None = ``REFINE``, 0 = none); they
+            need every row's list, so with ``queries`` a strict subset it must be
+            0 (torchrun shards refine after gathering, ``sharded.py``). Ignored
+            by the exact backends.
 
     Returns:
         ``sims`` (float32 inner products, column 0 = <x, x>) and ``idx`` (int64).
@@ -267,6 +277,9 @@ def knn_search(
     if method not in KNN_METHODS:
         raise ValueError(f"method must be one of {KNN_METHODS}, found {method!r}")
     method = resolve_knn(method, int(features.shape[0]), is_cuda)
+    rounds = REFINE if refine is None else refine
+    check_refine(rounds)
+    rounds = rounds if method in APPROXIMATE else 0
     on_device = method == "torch" or method in DEVICE_KNN
     if on_device and isinstance(features, torch.Tensor):
         xt = _device_unit_features(features)  # stays on its device
@@ -279,6 +292,11 @@ def knn_search(
     q = np.arange(n, dtype=np.int64) if queries is None else np.asarray(queries, dtype=np.int64)
     if q.ndim != 1 or (q.size and (q.min() < 0 or q.max() >= n)):
         raise ValueError(f"queries must be a 1-D array of row ids in [0, {n}), found {q!r}")
+    if rounds and not np.array_equal(q, np.arange(n)):
+        raise ValueError(
+            f"refine={rounds} needs every row's list, so queries must be all {n} rows in order "
+            "(search a subset with refine=0, then refine the gathered lists: sharded.py)"
+        )
     if method in DEVICE_KNN:
         sims, idx, _ = device_knn(xt, q, depth, precision=DEVICE_KNN[method])
         self_sim = (xt[torch.from_numpy(q).to(xt.device)] ** 2).sum(dim=1)
@@ -330,6 +348,8 @@ def knn_search(
     sims, idx = _rank_rows(sims, idx, depth, full_rows)
     self_sim = (xt[torch.from_numpy(q).to(xt.device)] ** 2).sum(dim=1)
     sims[:, 0] = self_sim.cpu().numpy()
+    if rounds:
+        sims, idx = refine_lists(x, sims, idx, rounds)
     return sims, idx
 
 

@@ -29,11 +29,21 @@ import scipy.sparse as sp
 import torch
 
 from unreid.distributed import DistContext
+from unreid.neighbours import as_unit_features
 from unreid.pseudo_labels.clustering import dbscan_labels, sparse_radius
 from unreid.pseudo_labels.jaccard import Variant, check_k
 from unreid.pseudo_labels.jaccard_pairs import pair_distances
-from unreid.pseudo_labels.knn import DEVICE_KNN, KNN_METHODS, KnnMethod, knn_search, resolve_knn
+from unreid.pseudo_labels.knn import (
+    APPROXIMATE,
+    DEVICE_KNN,
+    KNN_METHODS,
+    REFINE,
+    KnnMethod,
+    knn_search,
+    resolve_knn,
+)
 from unreid.pseudo_labels.labels import PseudoLabels
+from unreid.pseudo_labels.nn_refine import check_refine, refine_rows
 from unreid.pseudo_labels.sparse_jaccard import (
     check_max_distance,
     expanded_encodings,
@@ -50,10 +60,14 @@ def gathered_neighbours(
     knn: KnnMethod = "torch_fp32",
     ivf_nlist: int | None = None,
     ivf_nprobe: int | None = None,
+    knn_refine: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ranked ``(sims, idx)`` of every row, each rank searching its shard; on every rank.
 
-    The torch backends run on ``ctx.device`` (the features are moved there).
+    The torch backends run on ``ctx.device`` (the features are moved there). The
+    approximate backends' refinement rounds (``nn_refine.py``) need every row's
+    list: each round, every rank refines its shard of the gathered lists and the
+    shards are gathered again, which equals one process's rounds.
     """
     if knn not in KNN_METHODS:
         raise ValueError(f"knn must be one of {KNN_METHODS}, found {knn!r}")
@@ -64,13 +78,23 @@ def gathered_neighbours(
     if (knn == "torch" or knn in DEVICE_KNN) and isinstance(x, torch.Tensor):
         x = x.to(ctx.device)
     queries = np.arange(mine.start, mine.stop, dtype=np.int64)
+    rounds = REFINE if knn_refine is None else knn_refine
+    check_refine(rounds)
     sims, idx = knn_search(
-        x, depth, method=knn, queries=queries, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe
-    )
+        x, depth, method=knn, queries=queries, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe,
+        refine=0,
+    )  # fmt: skip
     counts = ctx.counts(n)
-    idx_all = ctx.all_gather_rows(torch.from_numpy(idx), counts)
-    sims_all = ctx.all_gather_rows(torch.from_numpy(sims), counts)
-    return sims_all.cpu().numpy(), idx_all.cpu().numpy()
+
+    def gather(sims: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx_all = ctx.all_gather_rows(torch.from_numpy(idx), counts)
+        sims_all = ctx.all_gather_rows(torch.from_numpy(sims), counts)
+        return sims_all.cpu().numpy(), idx_all.cpu().numpy()
+
+    sims, idx = gather(sims, idx)
+    for _ in range(rounds if knn in APPROXIMATE else 0):
+        sims, idx = gather(*refine_rows(as_unit_features(features), sims, idx, queries))
+    return sims, idx
 
 
 def sharded_jaccard(
@@ -84,6 +108,7 @@ def sharded_jaccard(
     max_distance: float | None = None,
     ivf_nlist: int | None = None,
     ivf_nprobe: int | None = None,
+    knn_refine: int | None = None,
 ) -> sp.csr_matrix | None:
     """The sparse Jaccard distance (as ``sparse_jaccard_distance``) on rank 0, None elsewhere.
 
@@ -94,8 +119,9 @@ def sharded_jaccard(
     limit = check_max_distance(max_distance)
     depth = jaccard_depth(k1, k2, variant)
     sims, idx = gathered_neighbours(
-        features, ctx, depth, knn=knn, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe
-    )
+        features, ctx, depth, knn=knn, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe,
+        knn_refine=knn_refine,
+    )  # fmt: skip
     vq = expanded_encodings(features, sims, idx, k1, k2, variant)
     part = pair_distances(vq, limit, rows=ctx.shard(n))
     del vq
@@ -118,6 +144,7 @@ def sharded_cluster_features_at(
     knn: KnnMethod = "torch_fp32",
     ivf_nlist: int | None = None,
     ivf_nprobe: int | None = None,
+    knn_refine: int | None = None,
 ) -> list[PseudoLabels] | None:
     """``cluster_features_at`` (sparse path) with the work split over ``ctx``'s ranks.
 
@@ -129,7 +156,7 @@ def sharded_cluster_features_at(
     eps = sparse_radius(radii, min_samples)
     dist = sharded_jaccard(
         features, ctx, k1, k2, jaccard_variant, knn=knn, max_distance=eps,
-        ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe,
+        ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe, knn_refine=knn_refine,
     )  # fmt: skip
     if dist is None:
         return None

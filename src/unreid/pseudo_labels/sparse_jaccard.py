@@ -248,6 +248,7 @@ def sparse_jaccard_distance(
     ef_construction: int = 80,
     ivf_nlist: int | None = None,
     ivf_nprobe: int | None = None,
+    knn_refine: int | None = None,
 ) -> sp.csr_matrix:
     """(N, N) CSR k-reciprocal Jaccard distance; missing entries mean distance 1.
 
@@ -271,6 +272,8 @@ def sparse_jaccard_distance(
             that shares support.
         hnsw_m, ef_search, ef_construction: HNSW parameters (``knn="hnsw"`` only).
         ivf_nlist, ivf_nprobe: IVF parameters (``knn="ivf"`` only).
+        knn_refine: refinement rounds of the approximate backends' lists (None =
+            ``knn.REFINE``; see ``knn_search``).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, found {variant!r}")
@@ -291,5 +294,6 @@ def sparse_jaccard_distance(
         ef_construction=ef_construction,
         ivf_nlist=ivf_nlist,
         ivf_nprobe=ivf_nprobe,
+        refine=knn_refine,
     )
     return jaccard_from_neighbours(features, sims, idx, k1, k2, variant, max_distance=max_distance)
