@@ -55,6 +55,11 @@ def test_cluster_keys_ignored_by_the_mode():
     assert {"k1", "eps", "knn"} <= set(infomap) and "infomap_k" not in infomap
     assert "ivf_nprobe" not in ClusterConfig(knn="ivf").ignored()
     assert "ivf_nprobe" not in ClusterConfig(knn="ivf_whitened").ignored()
+    assert "knn_refine" not in ClusterConfig(knn="hnsw").ignored()
+    assert ClusterConfig(knn="torch_bf16").ignored()["knn_refine"] == "cluster.knn=torch_bf16"
+    assert "knn_refine" in ClusterConfig(method="infomap").ignored()
+    with pytest.raises(SettingError, match="knn_refine"):
+        ClusterConfig(knn_refine=-1)
     assert DataConfig().ignored() == {"source_root": "no data.source is set"}
 
 
