@@ -41,6 +41,10 @@ PRETRAINED_CMD = (
     "python benchmarks/methods.py --regime pretrained --rows spcl spcl_official ice ice_teacher "
     f"--seeds 0 1 2 3 4 --jobs 2 --results {PRETRAINED_RESULTS.relative_to(RESULTS.parent.parent)}"
 )
+PRETRAINED_UDA_CMD = (
+    "python benchmarks/methods.py --regime pretrained --rows uda_spcl_dsbn uda_spcl_cc_dsbn "
+    f"--seeds 0 1 2 3 4 --jobs 2 --results {PRETRAINED_RESULTS.relative_to(RESULTS.parent.parent)}"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")))
@@ -85,6 +89,13 @@ TABLES: dict[str, TableSpec] = {
         baseline="cc",
         results=PRETRAINED_RESULTS,
     ),  # fmt: skip
+    "pretrained_uda": TableSpec(
+        PRETRAINED_UDA_CMD,
+        ("uda_cc_target_only", "uda_spcl_dsbn", "uda_spcl_cc_dsbn"),
+        regime="pretrained",
+        baseline="uda_cc_target_only",
+        results=PRETRAINED_RESULTS,
+    ),
     "vit_pretrained": TableSpec(
         "python benchmarks/methods.py --regime pretrained --rows cc_vit_small --seeds 1 2 3",
         ("cc", "cc_vit_small"),

@@ -192,9 +192,7 @@ class ClusterConfig:
     ivf_nlist: int = 0
     ivf_nprobe: int = 0
     # Rounds of neighbours-of-neighbours refinement of the approximate backends' lists
-    # ("ivf", "hnsw", "ivf_whitened", so "auto" from 100,000 images on a CPU): each
-    # round scores the near neighbours of a row's near neighbours exactly and keeps
-    # the best; 0 = none (docs/scale.md).
+    # ("ivf", "hnsw", "ivf_whitened": "auto" from 100,000 images on a CPU); 0 = none.
     knn_refine: int = 1
     # InfoMap (Cluster Contrast README recipe): kNN k (self included), edge similarity
     # threshold, and the smallest cluster kept (clusters of <= 4 images become outliers).
@@ -245,11 +243,10 @@ class ClusterConfig:
                 else f"cluster.knn={self.knn}"
             )
             out.update({k: why for k in ivf})
-        if self.method == "dbscan" and (
-            self.knn not in ("ivf", "hnsw", "ivf_whitened", "auto") or self.jaccard_impl == "dense"
-        ):
-            dense = self.jaccard_impl == "dense"
-            out["knn_refine"] = "cluster.jaccard_impl=dense" if dense else f"cluster.knn={self.knn}"
+        if self.method == "dbscan" and self.knn not in ("ivf", "hnsw", "ivf_whitened", "auto"):
+            out["knn_refine"] = f"cluster.knn={self.knn}"
+        if self.method == "dbscan" and self.jaccard_impl == "dense":
+            out["knn_refine"] = "cluster.jaccard_impl=dense"
         if self.method == "dbscan" and self.jaccard_impl == "dense":
             out["knn"] = out["shard"] = "cluster.jaccard_impl=dense"
         if self.method != "infomap":
