@@ -107,14 +107,14 @@ TABLES: dict[str, TableSpec] = {
 
 
 def extras(record: dict[str, Any]) -> tuple[str, ...]:
-    """The user's `--set` part of a line's overrides (the row's own and the start weights out)."""
+    """The user's `--set` part of a line's overrides (the row's own and methods.py's out)."""
     from method_rows import PRETRAIN, PRETRAINS, ROWS
 
     rows = {r.name: r for r in [*ROWS, PRETRAIN, *PRETRAINS.values()]}
     own = set(rows[record["row"]].overrides) if record["row"] in rows else set()
-    return tuple(
-        o for o in record["overrides"] if o not in own and not o.startswith("model.pretrained=")
-    )
+    # methods.py's own: the start weights, and data.source for the rows adapting A -> B
+    ours = ("model.pretrained=", "data.source=")
+    return tuple(o for o in record["overrides"] if o not in own and not o.startswith(ours))
 
 
 def select(spec: TableSpec) -> dict[str, dict[int, dict[str, Any]]]:
