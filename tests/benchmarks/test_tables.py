@@ -155,6 +155,9 @@ def test_a_runs_line_keeps_what_defines_it_and_drops_where_its_files_were(tmp_pa
     assert (got["run"], got["seed"], got["row"]) == ("cc_vit_small-1234abcd", 3, "cc_vit_small")
     assert tables.extras(got) == ("train.epochs=8",)
     assert got["torch"] != "unknown" and "cores" in got["machine"]
+    uda = {"row": "uda_spcl_dsbn", "overrides": ["model.dsbn=true", "data.source=synthetic",
+                                                 "model.pretrained=<p/seed0>", "train.epochs=8"]}  # fmt: skip
+    assert tables.extras(uda) == ("train.epochs=8",)  # methods.py's source for A -> B is not --set
 
 
 def test_rewrite_refuses_an_unknown_table_before_writing(tmp_path, monkeypatch):
