@@ -122,6 +122,14 @@ def resolve_knn(method: str, n: int, is_cuda: bool) -> str:
     return "ivf_whitened"
 
 
+def refine_rounds(refine: int | None, method: str) -> int:
+    """The refinement rounds a resolved backend runs: ``refine`` (None = ``REFINE``),
+    checked, for the approximate backends; 0 for the exact ones."""
+    rounds = REFINE if refine is None else refine
+    check_refine(rounds)
+    return rounds if method in APPROXIMATE else 0
+
+
 def _check_depth(depth: int, n: int) -> int:
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1, found {depth!r}")
@@ -277,9 +285,7 @@ def knn_search(
     if method not in KNN_METHODS:
         raise ValueError(f"method must be one of {KNN_METHODS}, found {method!r}")
     method = resolve_knn(method, int(features.shape[0]), is_cuda)
-    rounds = REFINE if refine is None else refine
-    check_refine(rounds)
-    rounds = rounds if method in APPROXIMATE else 0
+    rounds = refine_rounds(refine, method)
     on_device = method == "torch" or method in DEVICE_KNN
     if on_device and isinstance(features, torch.Tensor):
         xt = _device_unit_features(features)  # stays on its device

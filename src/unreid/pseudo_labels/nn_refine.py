@@ -109,21 +109,16 @@ def refine_rows(
         both = torch.cat([old_i[:, 1:], cand], dim=1)  # the old entries first: kept on a tie
         srt = torch.sort(both, dim=1, stable=True)
         ids = srt.values
-        new = srt.indices >= width - 1  # from the candidates
-        fresh = new.clone()
-        fresh[:, 1:] &= ids[:, 1:] != ids[:, :-1]  # first occurrence only
-        fresh &= ids != r[:, None]
-        first = torch.ones_like(new)
-        first[:, 1:] = ids[:, 1:] != ids[:, :-1]
+        is_old = srt.indices < width - 1  # an old entry comes first among equal ids
+        fresh = ~is_old & (ids != r[:, None])  # a new id: scored once, repeats stay -inf
+        fresh[:, 1:] &= ids[:, 1:] != ids[:, :-1]
         vals = torch.full(ids.shape, float("-inf"))
-        is_old = ~new
         vals[is_old] = torch.gather(old_s[:, 1:], 1, srt.indices.clamp(max=width - 2))[is_old]
         pr, pc = fresh.nonzero(as_tuple=True)
         if pr.numel():
             a = xt.index_select(0, r[pr])
             b = xt.index_select(0, ids[pr, pc])
             vals[pr, pc] = (a * b).sum(dim=1)
-        vals[~first & new] = float("-inf")
         best = torch.topk(vals, width - 1, dim=1, sorted=False)
         s_new, i_new = _rank(best.values, torch.gather(ids, 1, best.indices))
         out_s[start : start + c, 0] = old_s[:, 0].numpy()

@@ -34,16 +34,15 @@ from unreid.pseudo_labels.clustering import dbscan_labels, sparse_radius
 from unreid.pseudo_labels.jaccard import Variant, check_k
 from unreid.pseudo_labels.jaccard_pairs import pair_distances
 from unreid.pseudo_labels.knn import (
-    APPROXIMATE,
     DEVICE_KNN,
     KNN_METHODS,
-    REFINE,
     KnnMethod,
     knn_search,
+    refine_rounds,
     resolve_knn,
 )
 from unreid.pseudo_labels.labels import PseudoLabels
-from unreid.pseudo_labels.nn_refine import check_refine, refine_rows
+from unreid.pseudo_labels.nn_refine import refine_rows
 from unreid.pseudo_labels.sparse_jaccard import (
     check_max_distance,
     expanded_encodings,
@@ -78,8 +77,7 @@ def gathered_neighbours(
     if (knn == "torch" or knn in DEVICE_KNN) and isinstance(x, torch.Tensor):
         x = x.to(ctx.device)
     queries = np.arange(mine.start, mine.stop, dtype=np.int64)
-    rounds = REFINE if knn_refine is None else knn_refine
-    check_refine(rounds)
+    rounds = refine_rounds(knn_refine, knn)
     sims, idx = knn_search(
         x, depth, method=knn, queries=queries, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe,
         refine=0,
@@ -92,8 +90,9 @@ def gathered_neighbours(
         return sims_all.cpu().numpy(), idx_all.cpu().numpy()
 
     sims, idx = gather(sims, idx)
-    for _ in range(rounds if knn in APPROXIMATE else 0):
-        sims, idx = gather(*refine_rows(as_unit_features(features), sims, idx, queries))
+    unit = as_unit_features(features) if rounds else None
+    for _ in range(rounds):
+        sims, idx = gather(*refine_rows(unit, sims, idx, queries))
     return sims, idx
 
 
