@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import reference_table
 import scale_table
 from method_table import RunResult, clock, format_table, mean, pm, row_stats
 from results_file import METHODS_RESULTS, RESULTS, read_results
@@ -46,6 +47,13 @@ PRETRAINED_UDA_CMD = (
     f"--seeds 0 1 2 3 4 --jobs 2 --results {PRETRAINED_RESULTS.relative_to(RESULTS.parent.parent)}"
 )
 
+# issue 33's search for a regime in which SpCL learns from the pretrained weights
+SPCL_REGIME_CMD = (
+    "python benchmarks/methods.py --regime pretrained --rows spcl_every_epoch spcl_extracted "
+    f"--seeds 0 1 --jobs 2 --results {PRETRAINED_RESULTS.relative_to(RESULTS.parent.parent)}`, "
+    "and `--rows spcl_16_epochs --seeds 0"
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")))
 BLOCK = re.compile(r"(<!-- tables\.py: ([\w-]+) -->\n)(.*?)(<!-- /tables\.py -->)", re.DOTALL)
@@ -58,7 +66,8 @@ class TableSpec:
     command: str
     rows: tuple[str, ...]  # row names, in table order
     regime: str = "random"
-    role: str = "row"  # "row": a method table paired against `baseline`; "pretraining"
+    role: str = "row"  # "row": a method table paired against `baseline`; "pretraining",
+    # "learning", "scale" and "reference" (the official SpCL runs, reference_table.py)
     baseline: str | None = None
     seeds: tuple[int, ...] | None = None  # None: every seed found
     extra: tuple[str, ...] = ()  # the `--set` overrides of those runs
@@ -95,6 +104,18 @@ TABLES: dict[str, TableSpec] = {
         regime="pretrained",
         baseline="uda_cc_target_only",
         results=PRETRAINED_RESULTS,
+    ),
+    "pretrained_spcl_regime": TableSpec(
+        SPCL_REGIME_CMD,
+        ("cc", "spcl", "spcl_every_epoch", "spcl_extracted", "spcl_16_epochs"),
+        regime="pretrained",
+        baseline="cc",
+        seeds=(0, 1),
+        results=PRETRAINED_RESULTS,
+    ),
+    # the official SpCL script from the same weights on the same set (reference_table.py)
+    "official_spcl_pretrained": TableSpec(
+        reference_table.COMMAND, (), role="reference", results=reference_table.OFFICIAL_SPCL
     ),
     "vit_pretrained": TableSpec(
         "python benchmarks/methods.py --regime pretrained --rows cc_vit_small --seeds 1 2 3",
@@ -198,6 +219,8 @@ def generate(name: str) -> str:
     spec = TABLES[name]
     if spec.role == "scale":
         return scale_table.generate(name)
+    if spec.role == "reference":
+        return reference_table.generate(spec.results)
     if spec.role == "learning":
         return learning_table(spec)
     chosen = select(spec)
