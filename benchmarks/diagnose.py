@@ -62,14 +62,17 @@ def _num(value) -> float:
     return math.nan if value is None else float(value)
 
 
-def read_folder(path: Path) -> Folder:
-    """Every finished seed's log.jsonl under ``path`` (``seed<N>/``); unfinished ones listed."""
+def read_folder(path: Path, seeds: set[int] | None = None) -> Folder:
+    """Every finished seed's log.jsonl under ``path`` (``seed<N>/``); unfinished ones listed.
+    ``seeds`` (default all): only those, so rows run over different seeds compare paired."""
     logs = sorted(path.glob("seed*/log.jsonl"))
     if not logs:
         raise FileNotFoundError(f"{path}: no seed*/log.jsonl (not a benchmarks/methods.py row)")
     folder = Folder(path.name, regime_of(logs[0].parent / "config.yaml"))
     for log in logs:
         seed = int(log.parent.name.removeprefix("seed"))
+        if seeds is not None and seed not in seeds:
+            continue
         records = []
         for n, line in enumerate(log.read_text().splitlines(), 1):
             try:
@@ -180,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="benchmarks/methods.py's --out folder")
     ap.add_argument("--rows", nargs="*", default=None, help="row names (default: every row)")
     ap.add_argument("--giant", type=float, default=0.25, help="collapse: largest cluster share")
+    ap.add_argument("--seeds", nargs="*", type=int, default=None, help="only these (default all)")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -194,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"no run folder under {out} for rows {sorted(wanted - found)}")
     if not paths:
         ap.error(f"no run folders (<row>-<hash>/seed*/log.jsonl) under {out}")
-    print(report([read_folder(p) for p in paths], args.giant, args.markdown))
+    seeds = None if args.seeds is None else set(args.seeds)
+    print(report([read_folder(p, seeds) for p in paths], args.giant, args.markdown))
     return 0
 
 

@@ -68,6 +68,14 @@ def test_per_epoch_means_and_summary_by_hand(out):
     assert dg.read_folder(out / "cc-def456").regime == "from /w/last.pth"
 
 
+def test_seeds_keeps_only_those_seeds(out, capsys):
+    folder = dg.read_folder(out / "gcl-abc123", seeds={2, 3})
+    assert sorted(folder.epochs) == [2] and folder.unfinished == [3]
+    assert dg.summary(folder, giant=0.25)["mAP"] == pytest.approx(0.6)
+    assert dg.main(["--out", str(out), "--seeds", "2", "--markdown"]) == 0
+    assert "seeds [2]" in capsys.readouterr().out
+
+
 def test_cli_prints_the_tables_and_refuses_unknown_rows(out, capsys):
     assert dg.main(["--out", str(out), "--markdown"]) == 0
     text = capsys.readouterr().out
