@@ -59,12 +59,13 @@ def generate(folder: Path = OFFICIAL_SPCL) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     count = max(len(r["epochs"]) for r in runs.values())
+    # mAP after each epoch; the best checkpoint's closing evaluation (with top1) is not one
+    after = {
+        s: {e["after_epoch"]: e["mAP"] for e in runs[s]["evals"] if "top1" not in e} for s in seeds
+    }
     for i in range(count):
         per = [runs[s]["epochs"][i] if i < len(runs[s]["epochs"]) else {} for s in seeds]
-        maps = []
-        for s in seeds:
-            after = {e["after_epoch"]: e["mAP"] for e in runs[s]["evals"] if "top1" not in e}
-            maps.append(round(100 * after[i], 1) if i in after else None)
+        maps = [round(100 * after[s][i], 1) if i in after[s] else None for s in seeds]
         cells = [
             _cell([e.get("clusters") for e in per]),
             _cell([e.get("unclustered") for e in per]),

@@ -48,10 +48,11 @@ PRETRAINED_UDA_CMD = (
 )
 
 # issue 33's search for a regime in which SpCL learns from the pretrained weights
+_PRETRAINED_AT = PRETRAINED_RESULTS.relative_to(RESULTS.parent.parent)
 SPCL_REGIME_CMD = (
     "python benchmarks/methods.py --regime pretrained --rows spcl_every_epoch spcl_extracted "
-    f"--seeds 0 1 --jobs 2 --results {PRETRAINED_RESULTS.relative_to(RESULTS.parent.parent)}`, "
-    "and `--rows spcl_16_epochs --seeds 0"
+    f"--seeds 0 1 --jobs 2 --results {_PRETRAINED_AT}; python benchmarks/methods.py --regime "
+    f"pretrained --rows spcl_16_epochs --seeds 0 --results {_PRETRAINED_AT}"
 )
 
 ROOT = Path(__file__).resolve().parents[1]
